@@ -1,7 +1,7 @@
 """theory: the math of fine-tuning-robust policies, implemented once and checked numerically.
 
 Modules: ``losses`` (torch: every loss and advantage, imported by toy/ and llm/), ``risk``
-(entropic risk, KL and f-divergence DRO duals and cvxpy primals), ``rlvr`` (Gibbs tilt and the
+(entropic risk), ``dro`` (KL and f-divergence DRO duals and cvxpy primals), ``rlvr`` (Gibbs tilt and the
 χ² safety-drift bounds), ``jackknife`` (bias orders by exact enumeration), ``csft`` (CSFT weights,
 Theorem 4.2's counterexample), ``stats`` (mean ± CI), ``claims`` (the ledger: ``python -m theory.claims``).
 """
@@ -27,10 +27,9 @@ from theory.losses import (
     pa_delta,
     pa_loss,
 )
-from theory.risk import (
+from theory.dro import (
     F_DIVERGENCES,
     DROResult,
-    entropic_risk,
     fdiv_conjugate,
     fdiv_dro_dual,
     fdiv_dro_primal,
@@ -40,6 +39,7 @@ from theory.risk import (
     kl_dro_primal,
     variance_penalty_value,
 )
+from theory.risk import entropic_risk
 from theory.rlvr import (
     chi2_divergence,
     chi2_drift_bound,
@@ -65,7 +65,7 @@ __all__ = [
     # losses (torch)
     "aggregate", "csft_betas", "csft_loss", "frpo_advantages", "frpo_loss", "frpo_scale",
     "grpo_loss", "group_advantages", "kl_k3", "nll_loss", "pa_delta", "pa_loss",
-    # risk
+    # risk, dro
     "F_DIVERGENCES", "DROResult", "entropic_risk", "fdiv_conjugate", "fdiv_dro_dual", "fdiv_dro_primal",
     "fdiv_dual_objective", "fdiv_generator", "kl_dro_dual", "kl_dro_primal", "variance_penalty_value",
     # rlvr
