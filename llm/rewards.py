@@ -122,37 +122,82 @@ def boxed_format_reward(prompts: list, completions: list, **kwargs) -> list[floa
     return rewards
 
 
+_GSM8K_FINAL = re.compile(r"####\s*([^\n]+)")
+# \text{...}-like groups and \commands hold no prose words; what is left of a gold after removing
+# them reads as a sentence when it has three or more words of two or more letters.
+_TEXT_GROUP = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname)\s*\{[^{}]*\}")
+_PROSE_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}(?![A-Za-z])")
+_MATH_DELIMS = ((r"$$", r"$$"), (r"\[", r"\]"), (r"\(", r"\)"), ("$", "$"))
+
+
 def _gold_text(answer: Any) -> str | None:
+    """The gold's final answer as bare LaTeX, or None when the gold holds no final answer.
+
+    GSM8K solutions ("... #### 72") give the part after the last ``####``; a whole MATH solution
+    gives its last ``\\boxed{}``; outer math delimiters (``$...$``, ``\\(...\\)``, ``\\[...\\]``) are
+    removed and a bare ``$`` (money) is escaped to ``\\$``. Empty golds and prose ("not a number at
+    all": three or more words outside ``\\text{}``) → None.
+    """
     if answer is None or (isinstance(answer, float) and math.isnan(answer)):
         return None
     text = str(answer)
     if "####" in text:  # GSM8K solutions end with "#### <answer>"
         text = text.split("####")[-1]
+    boxes = boxed_contents(text)
+    if boxes:  # a whole MATH solution: its final answer is the last box
+        text = boxes[-1]
     text = text.strip()
-    return text or None
+    for left, right in _MATH_DELIMS:
+        if len(text) > len(left) + len(right) and text.startswith(left) and text.endswith(right):
+            text = text[len(left): -len(right)].strip()
+            break
+    text = re.sub(r"(?<!\\)\$", r"\\$", text)
+    if not text or len(_PROSE_WORD.findall(_TEXT_GROUP.sub(" ", text))) >= 3:
+        return None
+    return text
+
+
+def _parse_gold(gold: str, timeout_s: int | None) -> list:
+    """math-verify's parse of the gold as LaTeX (``$gold$``); [] when it gives no sympy object.
+
+    The gold is parsed as a LaTeX expression, not searched for an answer: a bare parse of ``(1, 2)``
+    or ``3\\sqrt{2}`` would extract the last number (2, 3). A gold that only survives as a string
+    (math-verify's fallback) is not a final answer, so ``fallback_mode="no_fallback"``.
+    """
+    from math_verify import LatexExtractionConfig, parse
+
+    return parse(f"${gold}$", extraction_config=[LatexExtractionConfig()], fallback_mode="no_fallback",
+                 parsing_timeout=timeout_s)
+
+
+def _prediction_target(text: str) -> tuple[str, list]:
+    """What of the completion to parse, and how: its last box; else a ``#### n`` line; else an anchor."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+    boxes = boxed_contents(text)
+    if boxes:  # the final answer is the last box (Qwen-Math convention)
+        return "\\boxed{" + boxes[-1] + "}", [LatexExtractionConfig(boxed_match_priority=0)]
+    anchored = [LatexExtractionConfig(boxed_match_priority=0, try_extract_without_anchor=False),
+                ExprExtractionConfig(try_extract_without_anchor=False)]
+    finals = _GSM8K_FINAL.findall(text)
+    if finals:  # a GSM8K-style solution: "#### 72" is its final answer
+        return "The final answer is " + finals[-1].strip(), anchored
+    # anchored answers only ("The final answer is 42"), never a bare number
+    return text, anchored
 
 
 def _verify_one(gold: str, text: str, timeout_s: int | None) -> float | None:
     """1.0/0.0 from math-verify (None if the gold does not parse); any exception or timeout → 0.0."""
-    from latex2sympy2_extended import NormalizationConfig
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+    from math_verify import parse, verify
 
     try:
-        gold_parsed = parse(gold, parsing_timeout=timeout_s)
+        gold_parsed = _parse_gold(gold, timeout_s)
     except Exception:  # noqa: BLE001 - an unparseable gold is an unjudged row
         return None
     if not gold_parsed:
         return None
     try:
-        boxes = boxed_contents(text)
-        if boxes:  # the final answer is the last box (Qwen-Math convention)
-            target = "\\boxed{" + boxes[-1] + "}"
-            config = [LatexExtractionConfig(normalization_config=NormalizationConfig(units=True),
-                                            boxed_match_priority=0)]
-        else:  # anchored answers only ("The final answer is 42"), never a bare number
-            target = text
-            config = [LatexExtractionConfig(boxed_match_priority=0, try_extract_without_anchor=False),
-                      ExprExtractionConfig(try_extract_without_anchor=False)]
+        target, config = _prediction_target(text)
         pred = parse(target, extraction_config=config, extraction_mode="first_match",
                      parsing_timeout=timeout_s)
         if not pred:
@@ -162,8 +207,13 @@ def _verify_one(gold: str, text: str, timeout_s: int | None) -> float | None:
         return 0.0
 
 
+_OFF_MAIN_THREAD_WARNED = False
+
+
 def _effective_timeout(timeout_s: int | None) -> int | None:
-    if timeout_s is not None and (not isinstance(timeout_s, int) or timeout_s < 1):
+    """``timeout_s`` on the main thread; None (no timeouts, one warning) on any other thread."""
+    global _OFF_MAIN_THREAD_WARNED
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, int) or timeout_s < 1):
         raise ValueError(
             f"timeout_s={timeout_s!r} must be an int >= 1 (math-verify uses signal.alarm, whole seconds) "
             "or None to disable; e.g. timeout_s=5."
@@ -172,6 +222,12 @@ def _effective_timeout(timeout_s: int | None) -> int | None:
         # signal.alarm only works in the main thread; math-verify raises ValueError elsewhere.
         logging.getLogger("math_verify.parser").setLevel(logging.ERROR)
         logging.getLogger("math_verify.grader").setLevel(logging.ERROR)
+        if timeout_s is not None and not _OFF_MAIN_THREAD_WARNED:
+            _OFF_MAIN_THREAD_WARNED = True
+            logging.getLogger(__name__).warning(
+                "math_correct_reward runs off the main thread: math-verify's timeouts use signal.alarm "
+                "(main thread only), so timeout_s=%s is not applied and a pathological answer can run "
+                "long; call the reward from the main thread to bound it.", timeout_s)
         return None
     return timeout_s
 
@@ -180,13 +236,15 @@ def math_correct_reward(prompts: list, completions: list, answer: list | None = 
                         timeout_s: int | None = VERIFY_TIMEOUT_S, **kwargs) -> list[float | None]:
     """Correctness reward: 1 if the completion's final answer equals the gold ``answer``, else 0.
 
-    correct(y) = 1[verify(parse(answer), parse(last \\boxed{} of y))]; with no box, an anchored answer
-    ("The final answer is ...") is parsed. FRPO App. B.2 ("a final answer verifier as the 0-1
-    reward"), checked with math-verify. GSM8K-style ``"... #### 42"`` answers use the part after
-    ``####``. Rows whose gold is missing or unparseable → None; verifier exceptions and timeouts
-    (``timeout_s`` seconds for each parse and the comparison) → 0.
-    Deviation: outside the main thread math-verify's signal-based timeouts cannot run and are off
-    (as in TRL's ``accuracy_reward``).
+    correct(y) = 1[verify(parse($answer$), parse(last \\boxed{} of y))]; with no box, a GSM8K-style
+    ``#### n`` line or an anchored answer ("The final answer is ...") is parsed, never a bare number.
+    FRPO App. B.2 ("a final answer verifier as the 0-1 reward"), checked with math-verify. The gold
+    is parsed as LaTeX (MATH answers: ``\\sqrt{3}``, ``(1, 2)``, ``\\{1,2\\}``, ``\\text{(C)}``,
+    ``-2, 1``, ``90^\\circ``); GSM8K ``"... #### 42"`` solutions use the part after ``####``, a whole
+    MATH solution its last box. Rows whose gold is missing, prose or unparseable → None; verifier
+    exceptions and timeouts (``timeout_s`` seconds for each parse and the comparison) → 0.
+    Deviation: outside the main thread math-verify's signal-based timeouts cannot run: the verdicts
+    are the same, but no timeout applies, and one warning says so (as in TRL's ``accuracy_reward``).
     """
     golds = _column({**kwargs, "answer": answer}, "answer", len(completions), "math_correct_reward")
     timeout = _effective_timeout(timeout_s)
