@@ -28,9 +28,10 @@ reward r₂ (a bump at the task), (c) the exact worst case in the average-KL bal
 ``theory.risk.kl_dro_dual``, over a ρ grid. Along (a)/(b) we log (KL(Q‖π), E_Q r), the landscape of
 FRPO Fig. 2; "reward at matched KL" interpolates it at --kl-levels. (3) Ablations as extra configs:
 no baseline (App. D, Fig. 9), no jackknife (App. E, Fig. 10), β sweep (App. B.3, Fig. 8).
-(4) RLVR path model (THEORY.md §3): exact KL-regularized (natural) policy gradient on path
-distributions vs ``theory.rlvr.gibbs_tilt``, the same with GRPO's on-policy k3 gradient, safety drift
-along training vs the χ² bound, and the zero-correlation counterexample.
+(4) RLVR path model (``toy.rlvr_paths``; docs/theory.md, RLVR safety drift): exact KL-regularized
+(natural) policy gradient on path distributions vs ``theory.rlvr.gibbs_tilt``, the same with GRPO's
+on-policy k3 gradient, safety drift along training vs the χ² bound, and the zero-correlation
+counterexample.
 
 Outputs in --out: summary.json, metrics.npz, landscape.png, ablation_baseline.png,
 ablation_jackknife.png, ablation_kl_budget.png, rlvr.png, and tables on stdout (mean ± 95%
@@ -80,9 +81,10 @@ import numpy as np
 import torch
 
 from theory import rlvr
-from theory.losses import SCALES, frpo_advantages, frpo_loss, grpo_loss, group_advantages, kl_k3, nll_loss
+from theory.losses import SCALES, frpo_advantages, frpo_loss, grpo_loss, group_advantages, nll_loss
 from theory.risk import kl_dro_dual
 from toy._common import ci_dict, fmt_ci, format_table, mean_ci, parse_args, progress, write_json
+from toy.rlvr_paths import RLVR_BETAS, plot_rlvr, rlvr_study, train_paths  # noqa: F401  (re-exported)
 
 Tensor = torch.Tensor
 DT = torch.float64
@@ -433,97 +435,6 @@ def reward_at_kl(kl: np.ndarray, reward: np.ndarray, level: float) -> np.ndarray
 
 
 # ----------------------------------------------------------------------------------------------
-# RLVR path model (THEORY.md §3)
-# ----------------------------------------------------------------------------------------------
-RLVR_BETAS = (0.05, 0.1, 0.2, 0.5, 1.0)
-
-
-def train_paths(pi_ref: Tensor, g: Tensor, betas: Tensor, steps: int, log_every: int, eta: float = 0.1):
-    """Exact expected KL-regularized policy gradient on tabular path logits (init log π_ref), two ways at once.
-
-    Objective per prompt: E_π g − β Σ_a ω(a) k3(a), k3 = ``kl_k3``(log π, log π_ref). Mode 0 ("exact"):
-    ω = π, then Σ_a π k3 = KL(π‖π_ref) exactly (Σ_a π_ref = 1) and the maximizer is the Gibbs tilt.
-    Mode 1 ("grpo_k3"): ω = π.detach(), the expectation of GRPO's on-policy k3 gradient,
-    Σ_a (π − π_ref) ∇log π = ∇KL(π_ref‖π) (the reverse KL), whose fixed point is not the tilt.
-    Step: natural policy gradient, θ ← θ + η ∇(J/β) / π (the autograd gradient preconditioned by
-    the inverse softmax Fisher information; same fixed points as plain gradient ascent, linear rate).
-    pi_ref, g (P, n); betas (B,) → trajectories (T, 2, B, P, n) and the logged steps (T,).
-    """
-    pi_ref, g, betas = (torch.as_tensor(x, dtype=DT) for x in (pi_ref, g, betas))  # float64 throughout
-    logref = pi_ref.log().expand(2, len(betas), -1, -1)
-    theta = logref.clone().requires_grad_(True)
-    b = betas.view(1, -1, 1)
-    detach = torch.tensor([False, True]).view(2, 1, 1, 1)
-    traj, logged = [], []
-    for t in range(steps + 1):
-        logp = torch.log_softmax(theta, -1)
-        p = logp.exp()
-        if t % log_every == 0 or t == steps:
-            traj.append(p.detach().numpy())
-            logged.append(t)
-        if t == steps:
-            break
-        w = torch.where(detach, p.detach(), p)
-        obj = (p * g).sum(-1) / b - (w * kl_k3(logp, logref)).sum(-1)  # (2, B, P): J/β
-        (grad,) = torch.autograd.grad(obj.sum(), theta)
-        with torch.no_grad():
-            theta += eta * grad / p
-    return np.stack(traj), np.array(logged)
-
-
-def rlvr_study(a: BanditArgs, gen: torch.Generator) -> tuple[dict, dict]:
-    """(4) 16 prompts × 6 paths (π_ref ~ Dirichlet(1), g, s ~ U[0, 1]) at β ∈ RLVR_BETAS: convergence to
-    the Gibbs tilt, safety drift vs the χ² bound along training, and the zero-correlation counterexample."""
-    P, n = 16, 6
-    pi_ref = -torch.log(torch.rand(P, n, generator=gen, dtype=DT))
-    pi_ref = pi_ref / pi_ref.sum(-1, keepdim=True)  # Dirichlet(1)
-    g = torch.rand(P, n, generator=gen, dtype=DT)
-    s = torch.rand(P, n, generator=gen, dtype=DT)
-    betas = torch.tensor(RLVR_BETAS, dtype=DT)
-    every = max(1, a.rlvr_steps // 100)
-    both, logged = train_paths(pi_ref, g, betas, a.rlvr_steps, every)
-    exact, k3 = both[:, 0], both[:, 1]  # (T, B, P, n)
-    ref_np, g_np, s_np = pi_ref.numpy(), g.numpy(), s.numpy()
-    tilt = np.stack([rlvr.gibbs_tilt(ref_np, g_np, b) for b in RLVR_BETAS])  # (B, P, n)
-    tv = lambda traj: rlvr.tv_distance(traj.reshape(-1, n), np.broadcast_to(tilt, traj.shape).reshape(-1, n)).reshape(traj.shape[:-1])  # noqa: E731
-    tv_exact, tv_k3 = tv(exact), tv(k3)  # (T, B, P)
-    flat = exact.reshape(-1, n)
-    ref_b = np.broadcast_to(ref_np, exact.shape).reshape(-1, n)
-    s_b = np.broadcast_to(s_np, exact.shape).reshape(-1, n)
-    drift = rlvr.safety_drift(flat, ref_b, s_b).reshape(exact.shape[:-1])
-    var_s = rlvr.path_rate(ref_np, s_np**2) - rlvr.path_rate(ref_np, s_np) ** 2  # (P,)
-    bound = np.sqrt(var_s * rlvr.chi2_divergence(flat, ref_b).reshape(exact.shape[:-1]))
-    exact_final = np.stack([rlvr.exact_drift(ref_np, g_np, s_np, b) for b in RLVR_BETAS])
-    live = bound > 1e-9  # at t = 0 both sides are round-off
-    ratio = np.abs(drift[live]) / bound[live]
-    violations = int(np.sum(np.abs(drift) > bound * (1 + 1e-9) + 1e-12))
-    # zero-correlation counterexample (π_ref uniform on 3 paths, Cov(s, g) = 0, yet ΔS ≠ 0)
-    ce = rlvr.zero_correlation_counterexample()
-    ce_ref, ce_g, ce_s = (torch.tensor(x, dtype=DT).view(1, -1) for x in (ce.pi_ref, ce.reward, ce.safety))
-    ce_pi = train_paths(ce_ref, ce_g, torch.tensor([ce.beta], dtype=DT), a.rlvr_steps, a.rlvr_steps)[0][-1, 0, 0, 0]
-    ce_betas = np.geomspace(0.02, 5.0, 60)
-    ce_curve = np.array([rlvr.exact_drift(ce.pi_ref, ce.reward, ce.safety, b) for b in ce_betas])
-    summary = {
-        "gibbs_tv": {"exact": float(tv_exact[-1].max()), "grpo_k3": float(tv_k3[-1].max()),
-                     "betas": list(RLVR_BETAS), "steps": a.rlvr_steps,
-                     "grpo_k3_per_beta": tv_k3[-1].max(-1).tolist()},
-        "drift_over_bound_max": float(ratio.max()) if ratio.size else 0.0,
-        "drift_bound_violations": violations,
-        "drift_final_abs_err": float(np.abs(drift[-1] - exact_final).max()),
-        "counterexample": {"cov_sg": float(rlvr.path_rate(ce.pi_ref, ce.safety * ce.reward)
-                                           - rlvr.path_rate(ce.pi_ref, ce.safety) * rlvr.path_rate(ce.pi_ref, ce.reward)),
-                           "delta_s_trained": float(rlvr.safety_drift(ce_pi, ce.pi_ref, ce.safety)),
-                           "delta_s_exact": float(rlvr.exact_drift(*ce)),
-                           "chi2_bound": float(rlvr.chi2_drift_bound(ce.pi_ref, ce.reward, ce.safety, ce.beta)),
-                           "beta": ce.beta},
-    }
-    arrays = {"rlvr_betas": betas.numpy(), "rlvr_steps": logged,
-              "rlvr_tv_exact": tv_exact, "rlvr_tv_grpo_k3": tv_k3, "rlvr_drift": drift, "rlvr_bound": bound,
-              "rlvr_ce_betas": ce_betas, "rlvr_ce_drift": ce_curve}
-    return summary, arrays
-
-
-# ----------------------------------------------------------------------------------------------
 # summaries, plots, main
 # ----------------------------------------------------------------------------------------------
 def per_seed_metrics(m: dict, a: BanditArgs) -> dict[str, np.ndarray]:
@@ -717,29 +628,7 @@ def make_plots(out: Path, m: dict, configs: Sequence[Config], summary: dict, a: 
         plt.close(fig)
 
     if "rlvr_tv_exact" in m:
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-        for i, b in enumerate(m["rlvr_betas"]):
-            col = cmap(i / max(1, len(m["rlvr_betas"]) - 1))
-            axes[0].plot(m["rlvr_steps"], m["rlvr_tv_exact"][:, i].max(-1), color=col, label=f"β={b:g} exact KL")
-            axes[0].plot(m["rlvr_steps"], m["rlvr_tv_grpo_k3"][:, i].max(-1), color=col, ls="--", lw=1)
-            axes[1].scatter(m["rlvr_bound"][:, i].ravel(), np.abs(m["rlvr_drift"][:, i]).ravel(), s=2, color=col)
-        lim = float(m["rlvr_bound"].max())
-        axes[1].plot([0, lim], [0, lim], color="gray", ls=":")
-        axes[0].set(yscale="log", xlabel="step", ylabel="max TV(π_t, Gibbs tilt)", title="convergence (dashed: GRPO k3 gradient)")
-        axes[1].set(xlabel="√(Var_ref s · χ²(π_t‖π_ref))", ylabel="|ΔS_t|", title="safety drift along training vs χ² bound")
-        axes[2].plot(m["rlvr_ce_betas"], m["rlvr_ce_drift"])
-        ce = summary["rlvr"]["counterexample"]
-        axes[2].plot([ce["beta"]], [ce["delta_s_trained"]], "o", color="tab:red",
-                     label=f"trained, β={ce['beta']:g}: ΔS={ce['delta_s_trained']:+.3f}")
-        axes[2].legend(fontsize=7)
-        axes[2].axhline(0, color="gray", lw=1)
-        axes[2].set(xscale="log", xlabel="β", ylabel="ΔS of the Gibbs tilt", title="zero-correlation counterexample")
-        axes[0].legend(fontsize=7)
-        for ax in axes:
-            ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out / "rlvr.png", dpi=120)
-        plt.close(fig)
+        plot_rlvr(out, m, summary)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
@@ -775,7 +664,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     summary.update(summarize(m, configs, a))
     if a.rlvr_steps > 0:
         t3 = time.perf_counter()
-        summary["rlvr"], arrays = rlvr_study(a, gen(4))
+        summary["rlvr"], arrays = rlvr_study(a.rlvr_steps, gen(4))
         m.update(arrays)
         times["rlvr"] = time.perf_counter() - t3
     times["total"] = time.perf_counter() - t0

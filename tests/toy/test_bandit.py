@@ -1,9 +1,8 @@
 """toy/bandit.py: the CLI and its files, determinism, the trainer's gradient against the closed form,
-the RLVR path model against theory.rlvr, and one-line errors for bad arguments.
+and one-line errors for bad arguments (the RLVR path model: tests/toy/test_rlvr_paths.py).
 
 The references here do not call the code they check: the policy gradient is rebuilt in numpy from the
-features (∇log π(a|x) = φ(x, a) − E_π φ(x, ·)); the fixed point of GRPO's k3 gradient is solved with
-brentq from its stationarity condition; CI half-widths come from scipy.stats.t.interval.
+features (∇log π(a|x) = φ(x, a) − E_π φ(x, ·)); CI half-widths come from scipy.stats.t.interval.
 """
 from __future__ import annotations
 
@@ -17,10 +16,8 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from scipy.optimize import brentq
 
 from tests.conftest import TOL
-from theory import rlvr
 from theory.losses import frpo_advantages, group_advantages
 from toy import bandit
 from toy._common import field_docs, mean_ci, parse_args
@@ -218,49 +215,3 @@ def test_mean_ci_is_the_t_interval():
         assert m[j] == pytest.approx(col.mean(), abs=TOL["float64"])
         assert h[j] == pytest.approx((hi - lo) / 2, abs=TOL["float64"])
         assert n[j] == len(col)
-
-
-# ---------------------------------------------------------------------------------------------
-# RLVR path model (THEORY.md §3)
-# ---------------------------------------------------------------------------------------------
-def _paths(seed=1, prompts=5, n=6):
-    rng = np.random.default_rng(seed)
-    pi_ref = rng.dirichlet(np.ones(n), size=prompts)
-    return pi_ref, rng.random((prompts, n)), rng.random((prompts, n))
-
-
-def test_exact_kl_policy_gradient_converges_to_gibbs_tilt():
-    pi_ref, g, _ = _paths()
-    betas = (0.05, 0.2, 1.0)
-    traj, steps = bandit.train_paths(pi_ref, g, betas, 600, 600)
-    assert steps[-1] == 600
-    for i, b in enumerate(betas):
-        tilt = rlvr.gibbs_tilt(pi_ref, g, b)
-        assert np.abs(traj[-1, 0, i] - tilt).max() < TOL["float64"]
-        assert np.abs(traj[0, 0, i] - pi_ref).max() < TOL["float64"]  # starts at the reference
-
-
-def test_grpo_k3_gradient_converges_to_reverse_kl_optimum_not_the_tilt():
-    """Fixed point of Σ(π − π_ref)∇log π + ∇E_π g/β: π = β π_ref/(μ − g) with Σπ = 1 (argmax E g − β KL(π_ref‖π))."""
-    pi_ref, g, _ = _paths(seed=2)
-    betas = (0.05, 0.2, 1.0)
-    traj, _ = bandit.train_paths(pi_ref, g, betas, 2000, 2000)
-    for i, b in enumerate(betas):
-        for p in range(len(pi_ref)):
-            mu = brentq(lambda m: np.sum(b * pi_ref[p] / (m - g[p])) - 1.0, g[p].max() + 1e-12, g[p].max() + 10.0,
-                        xtol=1e-15)
-            np.testing.assert_allclose(traj[-1, 1, i, p], b * pi_ref[p] / (mu - g[p]), atol=TOL["dual_1d"])
-        assert rlvr.tv_distance(traj[-1, 1, i], rlvr.gibbs_tilt(pi_ref, g, b)).max() > 1e-3
-
-
-def test_safety_drift_stays_under_chi2_bound_and_counterexample(smoke):
-    _, summary = smoke
-    r = summary["rlvr"]
-    assert r["drift_bound_violations"] == 0 and 0 < r["drift_over_bound_max"] <= 1
-    assert r["drift_final_abs_err"] < TOL["float64"]
-    assert r["gibbs_tv"]["exact"] < TOL["float64"]
-    ce = r["counterexample"]
-    assert abs(ce["cov_sg"]) < TOL["float64"]
-    assert ce["delta_s_trained"] == pytest.approx(ce["delta_s_exact"], abs=TOL["float64"])
-    assert ce["delta_s_trained"] == pytest.approx(0.129, abs=TOL["quoted_3dp"])
-    assert abs(ce["delta_s_trained"]) <= ce["chi2_bound"]
