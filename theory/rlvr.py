@@ -44,6 +44,7 @@ __all__ = [
     "tilt_chi2",
     "exact_drift",
     "chi2_drift_bound",
+    "chi2_drift_bound_policy",
     "chi2_drift_bound_unit",
     "invariance_covariance",
     "tv_bound_tanh",
@@ -262,6 +263,22 @@ def chi2_drift_bound(pi_ref, reward, safety, beta) -> np.ndarray:
     pi_ref, reward, b, s = _tilt_inputs(pi_ref, reward, beta, safety)
     var_s = _cov(pi_ref, s, s)
     return np.sqrt(var_s * tilt_chi2(pi_ref, reward, b))
+
+
+def chi2_drift_bound_policy(pi, pi_ref, safety) -> np.ndarray:
+    """χ² bound on the safety drift of any policy: |S(π) − S(π_ref)| ≤ √(Var_{π_ref}(s) · χ²(π‖π_ref)).
+
+    ΔS = Cov_{π_ref}(s, π/π_ref) and Cauchy–Schwarz, as in :func:`chi2_drift_bound`, but for any π
+    (e.g. a policy part-way through training), with χ² from :func:`chi2_divergence` of π itself.
+    Symbols → arguments: π → ``pi``, π_ref → ``pi_ref`` (same shape), s → ``safety``.
+    Paper: RLVR safety drift, Theorem 2 (the Cauchy–Schwarz step, applied to π instead of π*).
+    Deviation: reconstructed statement (docs/theory.md); at π = π* prefer :func:`chi2_drift_bound` (log space).
+    """
+    pi = _prob("pi", pi)
+    pi_ref = _prob("pi_ref", pi_ref)
+    check_same_shape("pi", pi, "pi_ref", pi_ref)
+    s = _values("safety", safety, pi_ref.shape)
+    return np.sqrt(_cov(pi_ref, s, s) * chi2_divergence(pi, pi_ref))
 
 
 def chi2_drift_bound_unit(pi_ref, reward, beta) -> np.ndarray:

@@ -76,8 +76,7 @@ def rlvr_study(steps: int, gen: torch.Generator) -> tuple[dict, dict]:
     ref_b = np.broadcast_to(ref_np, exact.shape).reshape(-1, n)
     s_b = np.broadcast_to(s_np, exact.shape).reshape(-1, n)
     drift = rlvr.safety_drift(flat, ref_b, s_b).reshape(exact.shape[:-1])
-    var_s = rlvr.path_rate(ref_np, s_np**2) - rlvr.path_rate(ref_np, s_np) ** 2  # (P,)
-    bound = np.sqrt(var_s * rlvr.chi2_divergence(flat, ref_b).reshape(exact.shape[:-1]))
+    bound = rlvr.chi2_drift_bound_policy(flat, ref_b, s_b).reshape(exact.shape[:-1])
     exact_final = np.stack([rlvr.exact_drift(ref_np, g_np, s_np, b) for b in RLVR_BETAS])
     live = bound > 1e-9  # at t = 0 both sides are round-off
     ratio = np.abs(drift[live]) / bound[live]

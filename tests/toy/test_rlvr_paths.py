@@ -55,3 +55,25 @@ def test_safety_drift_stays_under_chi2_bound_and_counterexample():
     assert ce["delta_s_trained"] == pytest.approx(ce["delta_s_exact"], abs=TOL["float64"])
     assert ce["delta_s_trained"] == pytest.approx(0.129, abs=TOL["quoted_3dp"])
     assert abs(ce["delta_s_trained"]) <= ce["chi2_bound"]
+
+
+def test_chi2_drift_bound_policy_against_independent_routes():
+    """theory.rlvr.chi2_drift_bound_policy (the study's bound along training): equals the log-space tilt
+    bound at π = π*, equals |ΔS| with two paths (Cauchy–Schwarz is tight), holds for random π, and equals
+    √(Var_ref(s)·χ²) written out in numpy (np.average, Σ(p − q)²/q)."""
+    pi_ref, g, s = _paths(seed=3, prompts=7)
+    for b in (0.05, 0.3, 2.0):
+        tilt = rlvr.gibbs_tilt(pi_ref, g, b)
+        np.testing.assert_allclose(rlvr.chi2_drift_bound_policy(tilt, pi_ref, s), rlvr.chi2_drift_bound(pi_ref, g, s, b),
+                                   rtol=1e-9, atol=0)
+    rng = np.random.default_rng(4)
+    pi = rng.dirichlet(np.ones(pi_ref.shape[-1]), size=len(pi_ref))
+    got = rlvr.chi2_drift_bound_policy(pi, pi_ref, s)
+    var = np.array([np.average((s[p] - np.average(s[p], weights=pi_ref[p])) ** 2, weights=pi_ref[p]) for p in range(len(s))])
+    np.testing.assert_allclose(got, np.sqrt(var * ((pi - pi_ref) ** 2 / pi_ref).sum(-1)), rtol=1e-12, atol=0)
+    assert np.all(np.abs(rlvr.safety_drift(pi, pi_ref, s)) <= got)
+    two_ref, two_pi, two_s = np.array([0.3, 0.7]), np.array([0.9, 0.1]), np.array([0.2, 1.0])
+    assert abs(rlvr.safety_drift(two_pi, two_ref, two_s)) == pytest.approx(
+        float(rlvr.chi2_drift_bound_policy(two_pi, two_ref, two_s)), abs=TOL["float64"])
+    with pytest.raises(ValueError, match="pi"):
+        rlvr.chi2_drift_bound_policy(pi[:3], pi_ref, s)
