@@ -32,9 +32,9 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from theory.stats import mean_ci_axis as mean_ci  # noqa: F401  (the one home of the t-interval)
+from theory.stats import mean_ci_axis  # the one home of the t-interval (not theory.stats.mean_ci, which returns a MeanCI)
 
-__all__ = ["field_docs", "parse_args", "write_json", "mean_ci", "ci_dict", "fmt_ci", "progress", "format_table"]
+__all__ = ["field_docs", "parse_args", "write_json", "mean_ci_axis", "ci_dict", "fmt_ci", "progress", "format_table"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -155,7 +155,7 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 def ci_dict(x: np.ndarray) -> dict:
     """{"mean", "ci95", "n"} of a 1-D sample (one value per seed) for summary.json."""
-    m, h, n = mean_ci(np.asarray(x).reshape(-1))
+    m, h, n = mean_ci_axis(np.asarray(x).reshape(-1))
     return {"mean": float(m), "ci95": float(h), "n": int(n)}
 
 

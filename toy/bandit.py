@@ -83,7 +83,7 @@ import torch
 from theory import rlvr
 from theory.losses import SCALES, frpo_advantages, frpo_loss, grpo_loss, group_advantages, nll_loss
 from theory.risk import kl_dro_dual
-from toy._common import ci_dict, fmt_ci, format_table, mean_ci, parse_args, progress, write_json
+from toy._common import ci_dict, fmt_ci, format_table, mean_ci_axis, parse_args, progress, write_json
 from toy.rlvr_paths import RLVR_BETAS, plot_rlvr, rlvr_study, train_paths  # noqa: F401  (re-exported)
 
 Tensor = torch.Tensor
@@ -539,7 +539,7 @@ def make_plots(out: Path, m: dict, configs: Sequence[Config], summary: dict, a: 
                 ax.plot(m[f"{stage}_kl"][:, v].mean(0), m[f"{stage}_reward"][:, v].mean(0), color=color(c.lam), label=label(c))
                 ax.plot(rhos, wc, color=color(c.lam), ls=":", lw=1)
             else:
-                mu, h, _ = mean_ci(m["worst_value"][:, v])
+                mu, h, _ = mean_ci_axis(m["worst_value"][:, v])
                 ax.plot(rhos, mu, color=color(c.lam), marker="o", ms=3, label=label(c))
                 ax.fill_between(rhos, mu - np.nan_to_num(h), mu + np.nan_to_num(h), color=color(c.lam), alpha=0.15)
         ax.set_xscale("symlog", linthresh=0.01)

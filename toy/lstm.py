@@ -464,7 +464,7 @@ def make_plots(out: Path, results: dict, args: Args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from toy._common import mean_ci
+    from toy._common import mean_ci_axis as mean_ci
 
     exps = list(results)
     fig, axes = plt.subplots(2, len(exps), figsize=(6 * len(exps), 7), squeeze=False)

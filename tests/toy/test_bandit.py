@@ -20,7 +20,7 @@ from scipy import stats
 from tests.conftest import TOL
 from theory.losses import frpo_advantages, group_advantages
 from toy import bandit
-from toy._common import field_docs, mean_ci, parse_args
+from toy._common import field_docs, mean_ci_axis, parse_args
 
 REPO = Path(__file__).resolve().parents[2]
 SUMMARY_KEYS = {"args", "preset", "runtime_s", "configs", "kl_levels", "reference", "results", "vs_grpo",
@@ -206,9 +206,9 @@ def test_reward_at_kl_interpolates_first_crossing():
     assert np.isnan(got[1])  # never reached
 
 
-def test_mean_ci_is_the_t_interval():
+def test_mean_ci_axis_is_the_t_interval():
     x = np.array([[0.3, 1.0], [0.5, np.nan], [0.9, 2.0], [0.4, 4.0]])
-    m, h, n = mean_ci(x)
+    m, h, n = mean_ci_axis(x)
     for j in range(2):
         col = x[:, j][np.isfinite(x[:, j])]
         lo, hi = stats.t.interval(0.95, len(col) - 1, loc=col.mean(), scale=stats.sem(col))
