@@ -1,19 +1,23 @@
 """Execute the three notebooks of notebooks/ at the smoke budget and check the figures they save.
 
+The source of each notebook is its jupytext percent script ``notebooks/<name>.py``, paired with the committed
+``notebooks/<name>.ipynb`` (``formats: ipynb,py:percent``). One test checks that the two hold the same cells
+(type, source, tags) and that the .ipynb has no outputs, so editing one without ``jupytext --sync`` fails.
+The execution tests convert the script to a notebook in memory (``jupytext.read``) and run it.
+
 Each notebook runs in a fresh kernel whose interpreter is this test's ``sys.executable`` (a temporary
 kernelspec, so a user-level "python3" kernelspec pointing elsewhere cannot be picked up), in a temporary
-working directory, with the parameters passed by environment variable (see notebooks/build.py):
+working directory, with the parameters passed by environment variable (see notebooks/README.md):
 FRTK_NB_BUDGET=smoke, FRTK_NB_FIG_DIR=<tmp>/figures. A cell error fails the test; every expected PNG
 must exist, be a real image with drawn content, and be shown inline in the notebook.
 
-Run time, measured on 2 shared CPU cores: the four default tests take 32 s at load average ~2
-(01: 6 s, 02: 12 s, 03: 13 s) and 58 s at load ~4.4 (14 s, 19 s, 25 s): kernel start, imports and the toys'
-smoke presets. The load-saved-results path of 02/03 is ``@pytest.mark.slow`` (30 s at load ~2, 76 s at
-~4.4: it runs each toy once from the command line first).
+Run time, measured on 2 shared CPU cores (``pytest tests/test_notebooks.py -m "" --durations=0``): the four
+default tests take 75 s at load average ~3.5 (01: 22 s, 02: 24 s, 03: 25 s) and 121 s at load ~5.5 (31 s,
+43 s, 47 s): kernel start, imports and the toys' smoke presets. The load-saved-results path of 02/03 is
+``@pytest.mark.slow`` (82 s at load ~5.5: it runs each toy once from the command line first).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import jupytext
 import nbformat
 import pytest
 from jupyter_client import KernelManager
@@ -42,13 +47,7 @@ EXPECTED_FIGURES = {
 }
 RESULTS_ENV = {"02_bandit_landscape": "FRTK_BANDIT_RESULTS", "03_lstm_study": "FRTK_LSTM_RESULTS"}
 TOY_MODULE = {"02_bandit_landscape": "toy.bandit", "03_lstm_study": "toy.lstm"}
-
-
-def _load_build():
-    spec = importlib.util.spec_from_file_location("notebooks_build", NB_DIR / "build.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+PAIRING = "ipynb,py:percent"                              # jupytext formats in each script's header
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +64,7 @@ def kernel_specs(tmp_path_factory) -> KernelSpecManager:
 
 
 def _execute(name: str, ksm: KernelSpecManager, workdir: Path, monkeypatch, results_dir: Path | None = None):
-    """Run notebooks/<name>.ipynb in ``workdir``; return (executed notebook, figure dir, seconds)."""
+    """Run the script notebooks/<name>.py in ``workdir``; return (executed notebook, figure dir, seconds)."""
     fig_dir = workdir / "figures"
     monkeypatch.setenv("FRTK_NB_BUDGET", "smoke")
     monkeypatch.setenv("FRTK_NB_FIG_DIR", str(fig_dir))
@@ -77,7 +76,7 @@ def _execute(name: str, ksm: KernelSpecManager, workdir: Path, monkeypatch, resu
         monkeypatch.delenv(var, raising=False)
     if results_dir is not None:
         monkeypatch.setenv(RESULTS_ENV[name], str(results_dir))
-    nb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+    nb = jupytext.read(NB_DIR / f"{name}.py")              # the source, converted in memory
     km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm)
     client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, allow_errors=False,
                             resources={"metadata": {"path": str(workdir)}})
@@ -109,14 +108,27 @@ def _check_figures(name: str, nb, fig_dir: Path) -> None:
     assert len(shown) >= len(expected), f"{len(shown)} inline images for {len(expected)} saved figures"
 
 
-def test_notebooks_are_built_by_build_py_and_have_no_outputs():
-    build = _load_build()
-    assert sorted(build.NOTEBOOKS) == sorted(EXPECTED_FIGURES)
-    for name in build.NOTEBOOKS:
-        path = NB_DIR / f"{name}.ipynb"
-        assert build.is_current(name), f"{path.name} differs from notebooks/build.py; run `python notebooks/build.py`"
+def _cells(nb) -> list[tuple[str, str, list]]:
+    """What pairing keeps equal: each cell's type, source and tags."""
+    return [(c.cell_type, c.source, list(c.metadata.get("tags", []))) for c in nb.cells]
+
+
+def test_scripts_are_paired_with_notebooks_in_sync_and_without_outputs():
+    assert sorted(p.stem for p in NB_DIR.glob("*.py")) == sorted(EXPECTED_FIGURES)
+    assert sorted(p.stem for p in NB_DIR.glob("*.ipynb")) == sorted(EXPECTED_FIGURES)
+    for name in EXPECTED_FIGURES:
+        script, path = NB_DIR / f"{name}.py", NB_DIR / f"{name}.ipynb"
+        src = jupytext.read(script)
         nb = nbformat.read(path, as_version=4)
-        first_code = next(c for c in nb.cells if c.cell_type == "code")
+        for what, book in ((script.name, src), (path.name, nb)):
+            formats = book.metadata.get("jupytext", {}).get("formats")
+            assert formats == PAIRING, f"{what}: jupytext formats {formats!r}, expected {PAIRING!r}"
+        for i, (a, b) in enumerate(zip(_cells(src), _cells(nb))):
+            assert a == b, (f"cell {i} of {path.name} differs from {script.name}; "
+                            f"run `jupytext --sync notebooks/{script.name}`")
+        assert len(src.cells) == len(nb.cells), (f"{path.name} has {len(nb.cells)} cells, {script.name} "
+                                                 f"{len(src.cells)}; run `jupytext --sync notebooks/{script.name}`")
+        first_code = next(c for c in src.cells if c.cell_type == "code")
         assert "parameters" in first_code.metadata.get("tags", []) and "BUDGET" in first_code.source
         for cell in nb.cells:
             if cell.cell_type == "code":
