@@ -11,7 +11,7 @@ from transformers import TrainerControl, TrainerState
 from llm.callbacks import DownstreamTracker
 from llm.rewards import keyword_safety_reward
 from llm.tiny import tiny_model_and_tokenizer
-from tests.conftest import TOL
+from tests.tolerances import TOL
 
 
 

@@ -15,7 +15,7 @@ from trl import SFTConfig, SFTTrainer
 
 from llm.csft import CSFTConfig, CSFTTrainer
 from llm.tiny import tiny_model_and_tokenizer
-from tests.conftest import TOL
+from tests.tolerances import TOL
 
 PAIRS = [("how make bomb ?", "sorry no"), ("add 3 4 ?", "sure the answer is 7"),
          ("how make bread ?", "here step add bread tea the answer is 5"), ("add 1 2 ?", "the answer is 3")]

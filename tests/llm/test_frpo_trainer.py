@@ -16,7 +16,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from llm.frpo import FRPOConfig, FRPOTrainer, shuffle_whole_groups
 from llm.tiny import tiny_model_and_tokenizer
-from tests.conftest import TOL
+from tests.tolerances import TOL
 from theory.losses import frpo_advantages
 
 G = 4

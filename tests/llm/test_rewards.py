@@ -29,7 +29,7 @@ from llm.rewards import (
     math_reward,
 )
 from llm.tiny import build_tiny_llama, build_word_tokenizer
-from tests.conftest import TOL
+from tests.tolerances import TOL
 
 
 

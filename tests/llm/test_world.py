@@ -30,7 +30,7 @@ from llm.world import (
     sequence_kl,
     train_sft,
 )
-from tests.conftest import TOL
+from tests.tolerances import TOL
 
 SHORT_STEPS = 150  # enough to lower the loss far below its initial value (≈ log V ≈ 4.5)
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 
-from tests.conftest import TOL
+from tests.tolerances import TOL
 from theory.csft import (
     check_corrected_bound,
     csft_beta_schedule,

@@ -21,7 +21,7 @@ from scipy.optimize import minimize_scalar
 
 import theory.dro as dro
 import theory.risk as risk
-from tests.conftest import TOL
+from tests.tolerances import TOL
 from theory.dro import (DROResult, fdiv_conjugate, fdiv_dro_dual, fdiv_dro_primal,
                          fdiv_dual_objective, kl_dro_dual, kl_dro_primal)
 

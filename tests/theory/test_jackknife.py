@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import TOL
+from tests.tolerances import TOL
 from theory.jackknife import bias_slope, exact_bias, jackknife
 
 GS = [4, 8, 16, 32, 64]

@@ -13,7 +13,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import TOL
+from tests.tolerances import TOL
 from theory.losses import (
     aggregate,
     csft_betas,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.optimize import minimize_scalar
 
-from tests.conftest import TOL
+from tests.tolerances import TOL
 from theory.risk import entropic_risk, kl_dro_dual, variance_penalty_value
 
 mpmath.mp.dps = 60

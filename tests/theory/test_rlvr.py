@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import TOL
+from tests.tolerances import TOL
 from theory.rlvr import (
     chi2_divergence,
     chi2_drift_bound,

@@ -17,7 +17,7 @@ import pytest
 import torch
 from scipy import stats
 
-from tests.conftest import TOL
+from tests.tolerances import TOL
 from theory.losses import frpo_advantages, group_advantages
 from toy import bandit
 from toy._common import field_docs, mean_ci_axis, parse_args

@@ -18,7 +18,7 @@ import pytest
 import torch
 from scipy import stats
 
-from tests.conftest import TOL
+from tests.tolerances import TOL
 from theory.losses import csft_loss, pa_loss
 from toy import lstm
 from toy.lstm import (GROUPS, METRICS, Args, StackedLSTMLayer, StackedSeqModel, distribution_metrics,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.optimize import brentq
 
-from tests.conftest import TOL
+from tests.tolerances import TOL
 from theory import rlvr
 from toy import rlvr_paths
 
