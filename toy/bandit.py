@@ -4,6 +4,8 @@
     python -m toy.bandit --preset paper                  # 16 seeds × 8 λ × 3 downstream stages + ablations
     python -m toy.bandit --preset paper --lams 0.1,0.5,2,inf --seeds 4 --group-size 8 --out results/bandit
 CPU only; there is no multi-GPU path (the whole sweep is one batched float64 program of a few MB).
+Code: this file (arguments, environment, losses, stages, main); ``toy.bandit_report`` (summaries,
+tables); ``toy.bandit_plots`` (PNGs); ``toy.rlvr_paths`` (part 4). Names used elsewhere are re-exported here.
 
 Environment (per seed and context x; K arms on a line). Rewards in [0, 1]: a *sharp peak* (one arm,
 r = 1) whose two neighbours on each side are catastrophic (r = 0, the "pit"), a *plateau* of 7 arms
@@ -83,8 +85,10 @@ import torch
 from theory import rlvr
 from theory.losses import SCALES, frpo_advantages, frpo_loss, grpo_loss, group_advantages, nll_loss
 from theory.risk import kl_dro_dual
-from toy._common import ci_dict, fmt_ci, format_table, mean_ci_axis, parse_args, progress, write_json
-from toy.rlvr_paths import RLVR_BETAS, plot_rlvr, rlvr_study, train_paths  # noqa: F401  (re-exported)
+from toy._common import parse_args, progress, write_json
+from toy.bandit_plots import make_plots
+from toy.bandit_report import lam_name, per_seed_metrics, print_table, reward_at_kl, summarize  # noqa: F401  (re-exported)
+from toy.rlvr_paths import RLVR_BETAS, rlvr_study, train_paths  # noqa: F401  (re-exported)
 
 Tensor = torch.Tensor
 DT = torch.float64
@@ -224,21 +228,17 @@ class Config(NamedTuple):
     beta: float
 
 
-def _lam_name(lam: float) -> str:
-    return "grpo" if math.isinf(lam) else f"frpo_lam{lam:g}"
-
-
 def build_configs(a: BanditArgs) -> list[Config]:
     """The sweep rows: the λ grid ("main"), then the ablations (no jackknife, no baseline, β sweep)."""
-    cfgs = [Config(_lam_name(l), "main", l, a.jackknife, a.baseline, a.beta) for l in a.lams]
+    cfgs = [Config(lam_name(l), "main", l, a.jackknife, a.baseline, a.beta) for l in a.lams]
     if a.ablations:
         finite = [l for l in a.lams if math.isfinite(l)]
         if a.jackknife:
-            cfgs += [Config(_lam_name(l) + "_nojk", "no_jackknife", l, False, a.baseline, a.beta) for l in finite]
+            cfgs += [Config(lam_name(l) + "_nojk", "no_jackknife", l, False, a.baseline, a.beta) for l in finite]
         if a.baseline:
-            cfgs += [Config(_lam_name(l) + "_nobase", "no_baseline", l, a.jackknife, False, a.beta) for l in finite]
+            cfgs += [Config(lam_name(l) + "_nobase", "no_baseline", l, a.jackknife, False, a.beta) for l in finite]
         for b in a.kl_betas:
-            cfgs += [Config(f"{_lam_name(l)}_beta{b:g}", "kl_budget", l, a.jackknife, a.baseline, b)
+            cfgs += [Config(f"{lam_name(l)}_beta{b:g}", "kl_budget", l, a.jackknife, a.baseline, b)
                      for l in (a.ablation_lam, math.inf)]
     return cfgs
 
@@ -420,215 +420,6 @@ def worst_case(env: Bandit, theta: Tensor, rhos: Sequence[float], a: BanditArgs)
             for i, rho in enumerate(rhos):
                 out[s, v, i] = kl_dro_dual(r[s], p[s, v], rho).value
     return out
-
-
-def reward_at_kl(kl: np.ndarray, reward: np.ndarray, level: float) -> np.ndarray:
-    """Reward where a trajectory's KL first reaches ``level`` (linear interpolation); NaN if never."""
-    hit = kl >= level
-    j = hit.argmax(-1)
-    i = np.maximum(j - 1, 0)
-    take = lambda x, idx: np.take_along_axis(x, idx[..., None], -1)[..., 0]  # noqa: E731
-    k0, k1, r0, r1 = take(kl, i), take(kl, j), take(reward, i), take(reward, j)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(k1 > k0, (level - k0) / (k1 - k0), 1.0)
-    return np.where(hit.any(-1), r0 + frac * (r1 - r0), np.nan)
-
-
-# ----------------------------------------------------------------------------------------------
-# summaries, plots, main
-# ----------------------------------------------------------------------------------------------
-def per_seed_metrics(m: dict, a: BanditArgs) -> dict[str, np.ndarray]:
-    """The comparable scalars of every (seed, config): key → (S, V)."""
-    out = {"train/reward": m["train_reward"][..., -1], "train/kl_ref": m["train_kl_ref"][..., -1],
-           "train/entropy": m["train_entropy"][..., -1]}
-    for k in a.kl_levels:
-        out[f"sft/reward@kl={k:g}"] = reward_at_kl(m["sft_kl"], m["sft_reward"], k)
-        out[f"pg/reward@kl={k:g}"] = reward_at_kl(m["pg_kl"], m["pg_reward"], k)
-        out[f"worst/reward@kl={k:g}"] = m["worst_value"][..., list(m["rhos"]).index(k)]
-    out.update({"sft/kl_final": m["sft_kl"][..., -1], "pg/kl_final": m["pg_kl"][..., -1],
-                "sft/task_kl_final": m["sft_task"][..., -1], "pg/task_reward_final": m["pg_task"][..., -1]})
-    return out
-
-
-def summarize(m: dict, configs: Sequence[Config], a: BanditArgs) -> dict:
-    per = per_seed_metrics(m, a)
-    idx = {c.name: v for v, c in enumerate(configs)}
-    at_keys = [k for k in per if k.startswith("train/") or "@kl=" in k]
-    diff = lambda v, w: {k: ci_dict(per[k][:, v] - per[k][:, w]) for k in at_keys}  # noqa: E731
-    s: dict = {"results": {c.name: {k: ci_dict(x[:, v]) for k, x in per.items()} for v, c in enumerate(configs)}}
-    if "grpo" in idx:
-        s["vs_grpo"] = {c.name: diff(v, idx["grpo"]) for v, c in enumerate(configs) if c.group == "main" and c.name != "grpo"}
-    ref_r, ref_h = m["ref_reward"], m["ref_entropy"]
-    s["reference"] = {"reward": ci_dict(ref_r), "entropy": ci_dict(ref_h)}
-    abl: dict = {"no_baseline": {}, "jackknife": {}, "kl_budget": {}}
-    for v, c in enumerate(configs):
-        base_name = _lam_name(c.lam)
-        if c.group == "no_baseline":
-            collapsed = (per["train/entropy"][:, v] > ref_h) & (per["train/reward"][:, v] < ref_r)
-            abl["no_baseline"][c.name] = {"train/reward": ci_dict(per["train/reward"][:, v]),
-                                          "train/entropy": ci_dict(per["train/entropy"][:, v]),
-                                          "collapsed_frac": float(collapsed.mean()),
-                                          "minus_with_baseline": diff(v, idx[base_name])}
-        elif c.group == "no_jackknife":
-            abl["jackknife"][f"{c.lam:g}"] = diff(idx[base_name], v)
-        elif c.group == "kl_budget":
-            abl["kl_budget"][c.name] = {"beta": c.beta, "lam": c.lam,
-                                        **{k: ci_dict(per[k][:, v]) for k in at_keys if k != "train/entropy"}}
-    s["ablations"] = abl
-    return s
-
-
-def print_table(summary: dict, configs: Sequence[Config], a: BanditArgs) -> None:
-    """Tables on stdout: main sweep, paired differences vs GRPO at every κ, ablations, RLVR."""
-    k = a.kl_levels[len(a.kl_levels) // 2]
-    cell = lambda d: fmt_ci(d["mean"], d["ci95"])  # noqa: E731
-    at = lambda stage, kk: f"{stage}/reward@kl={kk:g}"  # noqa: E731
-    cols = ["train/reward", "train/kl_ref", "train/entropy"] + [at(st, k) for st in ("sft", "pg", "worst")]
-    res = summary["results"]
-    print(f"\nFRPO toy bandit: mean ± 95% t-interval over {a.seeds} seeds (KL matched at {k:g})")
-    print(format_table(["config"] + cols, [[c.name] + [cell(res[c.name][x]) for x in cols]
-                                           for c in configs if c.group == "main"]))
-    all_at = [at(st, kk) for st in ("sft", "pg", "worst") for kk in a.kl_levels]
-    if "vs_grpo" in summary:
-        print("\npaired difference config − GRPO (same seed), original reward at matched KL(Q‖π)")
-        print(format_table(["config"] + all_at, [[n] + [cell(d[x]) for x in all_at] for n, d in summary["vs_grpo"].items()]))
-    abl = summary["ablations"]
-    if abl["jackknife"]:
-        jcols = ["train/reward"] + all_at
-        print("\njackknife − no jackknife (paired, same seed)")
-        print(format_table(["lam"] + jcols, [[lam] + [cell(d[x]) for x in jcols] for lam, d in abl["jackknife"].items()]))
-    if abl["no_baseline"]:
-        ref = summary["reference"]
-        print(f"\nno baseline: π_ref has reward {cell(ref['reward'])}, entropy/log K {cell(ref['entropy'])}")
-        print(format_table(["config", "train/reward", "train/entropy", "Δreward vs baseline", "collapsed_frac"],
-                           [[n, cell(d["train/reward"]), cell(d["train/entropy"]),
-                             cell(d["minus_with_baseline"]["train/reward"]), f"{d['collapsed_frac']:.2f}"]
-                            for n, d in abl["no_baseline"].items()]))
-    if abl["kl_budget"]:
-        kc = ["train/reward", "train/kl_ref"] + [at(st, k) for st in ("sft", "pg", "worst")]
-        print("\nKL budget through β")
-        print(format_table(["config"] + kc, [[n] + [cell(d[x]) for x in kc] for n, d in abl["kl_budget"].items()]))
-    if "rlvr" in summary:
-        r, ce = summary["rlvr"], summary["rlvr"]["counterexample"]
-        print(f"\nRLVR path model: max TV(π_T, Gibbs tilt) exact-KL gradient {r['gibbs_tv']['exact']:.1e}, "
-              f"GRPO k3 gradient {r['gibbs_tv']['grpo_k3']:.3f}; max |ΔS_t|/χ² bound {r['drift_over_bound_max']:.3f} "
-              f"({r['drift_bound_violations']} violations); counterexample Cov(s,g) = {ce['cov_sg']:.1e}, "
-              f"ΔS = {ce['delta_s_trained']:+.4f} at β = {ce['beta']:g} (χ² bound {ce['chi2_bound']:.4f})")
-
-
-def make_plots(out: Path, m: dict, configs: Sequence[Config], summary: dict, a: BanditArgs) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    main = [(v, c) for v, c in enumerate(configs) if c.group == "main"]
-    finite = sorted(c.lam for _, c in main if math.isfinite(c.lam))
-    cmap = plt.get_cmap("viridis")
-    color = lambda lam: "black" if math.isinf(lam) else cmap(finite.index(lam) / max(1, len(finite) - 1)) if lam in finite else "gray"  # noqa: E731
-    label = lambda c: "GRPO" if math.isinf(c.lam) else f"FRPO λ={c.lam:g}"  # noqa: E731
-    rhos = m["rhos"]
-
-    # Fig. 2: reward vs KL(Q‖π) under the three downstream stages, worst case overlaid
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), sharey=True)
-    for ax, stage, title in zip(axes, ("sft", "pg", None), ("(a) SFT toward a conflicting target",
-                                                            "(b) GRPO on a conflicting reward",
-                                                            "(c) exact worst case in the KL ball")):
-        for v, c in main:
-            wc = m["worst_value"][:, v].mean(0)
-            if stage:
-                ax.plot(m[f"{stage}_kl"][:, v].mean(0), m[f"{stage}_reward"][:, v].mean(0), color=color(c.lam), label=label(c))
-                ax.plot(rhos, wc, color=color(c.lam), ls=":", lw=1)
-            else:
-                mu, h, _ = mean_ci_axis(m["worst_value"][:, v])
-                ax.plot(rhos, mu, color=color(c.lam), marker="o", ms=3, label=label(c))
-                ax.fill_between(rhos, mu - np.nan_to_num(h), mu + np.nan_to_num(h), color=color(c.lam), alpha=0.15)
-        ax.set_xscale("symlog", linthresh=0.01)
-        ax.set_xlabel("KL(Q ‖ π_trained)  (mean over contexts)")
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("original reward E_Q r")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"Reward-vs-KL landscape (FRPO Fig. 2), mean over {a.seeds} seeds; dotted = exact worst case")
-    fig.tight_layout()
-    fig.savefig(out / "landscape.png", dpi=120)
-    plt.close(fig)
-
-    steps = m["steps_train"]
-    idx = {c.name: v for v, c in enumerate(configs)}
-    # Fig. 9: no baseline
-    nob = [(v, c) for v, c in enumerate(configs) if c.group == "no_baseline"]
-    if nob:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for v, c in nob:
-            w = idx[_lam_name(c.lam)]
-            for ax, key in zip(axes, ("train_reward", "train_entropy")):
-                ax.plot(steps, m[key][:, v].mean(0), color=color(c.lam), label=f"λ={c.lam:g} no baseline")
-                ax.plot(steps, m[key][:, w].mean(0), color=color(c.lam), ls="--", lw=1)
-        for ax, yl in zip(axes, ("E_π r", "H(π) / log K")):
-            ax.set_xlabel("training step")
-            ax.set_ylabel(yl)
-            ax.axhline(summary["reference"]["reward" if yl == "E_π r" else "entropy"]["mean"], color="gray", ls=":")
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=7)
-        fig.suptitle("FRPO without the baseline (App. D, Fig. 9); dashed = with baseline, dotted = π_ref")
-        fig.tight_layout()
-        fig.savefig(out / "ablation_baseline.png", dpi=120)
-        plt.close(fig)
-
-    # Fig. 10: jackknife
-    nojk = [(v, c) for v, c in enumerate(configs) if c.group == "no_jackknife"]
-    if nojk:
-        k = a.kl_levels[len(a.kl_levels) // 2]
-        fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
-        for v, c in nojk:
-            w = idx[_lam_name(c.lam)]
-            axes[0].plot(steps, m["train_reward"][:, w].mean(0), color=color(c.lam), label=f"λ={c.lam:g}")
-            axes[0].plot(steps, m["train_reward"][:, v].mean(0), color=color(c.lam), ls="--", lw=1)
-            axes[1].plot(m["sft_kl"][:, w].mean(0), m["sft_reward"][:, w].mean(0), color=color(c.lam), label=f"λ={c.lam:g}")
-            axes[1].plot(m["sft_kl"][:, v].mean(0), m["sft_reward"][:, v].mean(0), color=color(c.lam), ls="--", lw=1)
-        jk = summary["ablations"]["jackknife"]
-        lams = [float(x) for x in jk]
-        for off, stage in zip((-0.1, 0.0, 0.1), ("sft", "pg", "worst")):
-            d = [jk[x][f"{stage}/reward@kl={k:g}"] for x in jk]
-            axes[2].errorbar(np.arange(len(lams)) + off, [x["mean"] for x in d],
-                             yerr=[np.nan_to_num(x["ci95"]) for x in d], fmt="o", capsize=3, label=stage)
-        axes[2].set_xticks(range(len(lams)), [f"{x:g}" for x in lams])
-        axes[2].axhline(0, color="gray", lw=1)
-        axes[0].set(xlabel="training step", ylabel="E_π r", title="training (solid: jackknife, dashed: none)")
-        axes[1].set(xlabel="KL(Q ‖ π)", ylabel="E_Q r", title="downstream SFT", xscale="symlog")
-        axes[2].set(xlabel="λ", ylabel=f"Δ reward @ KL={k:g}", title="jackknife − no jackknife (paired, 95% CI)")
-        for ax in axes:
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        fig.suptitle("Jackknife ablation (App. E, Fig. 10)")
-        fig.tight_layout()
-        fig.savefig(out / "ablation_jackknife.png", dpi=120)
-        plt.close(fig)
-
-    # Fig. 8: KL budget through β
-    kb = summary["ablations"]["kl_budget"]
-    if kb:
-        k = a.kl_levels[len(a.kl_levels) // 2]
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-        for ax, stage in zip(axes, ("sft", "pg", "worst")):
-            for lam, col, lab in ((a.ablation_lam, "tab:blue", f"FRPO λ={a.ablation_lam:g}"), (math.inf, "black", "GRPO")):
-                pts = [d for d in kb.values() if d["lam"] == lam]
-                ax.errorbar([d["train/kl_ref"]["mean"] for d in pts], [d[f"{stage}/reward@kl={k:g}"]["mean"] for d in pts],
-                            yerr=[np.nan_to_num(d[f"{stage}/reward@kl={k:g}"]["ci95"]) for d in pts], color=col,
-                            marker="o", capsize=3, label=lab)
-                for d in pts:
-                    ax.annotate(f"β={d['beta']:g}", (d["train/kl_ref"]["mean"], d[f"{stage}/reward@kl={k:g}"]["mean"]), fontsize=7)
-            ax.set(xlabel="training KL(π ‖ π_ref)", title=f"{stage}: reward at downstream KL={k:g}")
-            ax.grid(alpha=0.3)
-        axes[0].set_ylabel("original reward")
-        axes[0].legend(fontsize=8)
-        fig.suptitle("KL budget through β (FRPO Fig. 8)")
-        fig.tight_layout()
-        fig.savefig(out / "ablation_kl_budget.png", dpi=120)
-        plt.close(fig)
-
-    if "rlvr_tv_exact" in m:
-        plot_rlvr(out, m, summary)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
