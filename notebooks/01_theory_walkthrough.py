@@ -26,7 +26,7 @@
 # 5. the zero-correlation counterexample to safety invariance (RLVR Prop. 1).
 #
 # The same statements are tested in `tests/theory/` and listed with their numbers by
-# `python -m theory.claims`; THEORY.md gives the formulas and marks what is reconstructed.
+# `python -m theory.claims`; docs/theory.md gives the formulas and marks what is reconstructed.
 # Figures are written to `FIG_DIR` as PNG.
 
 # %% tags=["parameters"]
@@ -237,7 +237,7 @@ save(fig, "jackknife_bias_slopes")
 #
 # KL-regularized RLVR, max_π E_π g − β KL(π ‖ π_ref), is solved by the Gibbs tilt π* ∝ π_ref e^{g/β}
 # (Theorem 1, `gibbs_tilt`). Its safety drift is exactly ΔS = Cov_{π_ref}(s, π*/π_ref) (`exact_drift`) and is
-# bounded (Theorem 2, reconstructed in THEORY.md §3) by √(Var_{π_ref}(s)·χ²(π*‖π_ref)) (`chi2_drift_bound`),
+# bounded (Theorem 2, reconstructed in docs/theory.md, RLVR section) by √(Var_{π_ref}(s)·χ²(π*‖π_ref)) (`chi2_drift_bound`),
 # by ½√χ² for s ∈ [0, 1] (`chi2_drift_bound_unit`), and by TV(π*, π_ref) ≤ tanh(1/(4β)) (Prop. 2,
 # `tv_bound_tanh`). Instance: 8 paths with random π_ref, success g and safety s in [0, 1].
 #
@@ -284,7 +284,7 @@ save(fig, "rlvr_drift_vs_chi2_bound")
 # ΔS = 0 for every β iff Cov_{π_ref}(s, e^{g/β}) = 0 (Prop. 1, `invariance_covariance`), which holds when s and g
 # are independent. Zero *correlation* of s and g is not enough once g takes three or more values:
 # `zero_correlation_counterexample()` is π_ref uniform on 3 paths, g = (0, ½, 1), s = (¾, ¼, ¾), with
-# Cov(s, g) = 0 but ΔS ≈ +0.129 at β = 0.2 (THEORY.md §3; the instance is ours, not the paper's).
+# Cov(s, g) = 0 but ΔS ≈ +0.129 at β = 0.2 (docs/theory.md, RLVR section; the instance is ours, not the paper's).
 #
 # How to read it: the solid curve is the exact drift of the counterexample, positive at every β: it
 # vanishes as β → ∞ (no tilt) and grows as β shrinks, to 1/6 as β → 0 (the tilt then picks the g = 1 path,
