@@ -17,11 +17,11 @@
 # %% [markdown]
 # # 03 · CSFT + PA pre-experiments with LSTM policies
 #
-# `toy/lstm.py` reproduces the two toy pre-experiments of the CSFT+PA paper (§5.1–5.2; docs/theory.md,
-# CSFT+PA section): a small LSTM policy is trained on samples of a larger, frozen, randomly drawn LSTM
-# reference (the paper's π_aligned), with and without the preference-alignment loss PA
-# (`theory.losses.pa_loss`, weight δ_epoch): pre-experiment 1 compares CE with CE+PA, pre-experiment 2 CSFT with CSFT+PA. All groups of a seed share the
-# reference, the data and the initialization, so differences are paired. The paper reports, for
+# `toy/lstm.py` reproduces the two toy pre-experiments of the CSFT+PA paper (§5.1–5.2; docs/theory.md, CSFT+PA
+# section): a small LSTM policy is trained on samples of a larger, frozen, randomly drawn LSTM reference (the
+# paper's π_aligned), with and without the preference-alignment loss PA (`theory.losses.pa_loss`, weight
+# δ_epoch): pre-experiment 1 compares CE with CE+PA, pre-experiment 2 CSFT with CSFT+PA. All groups of a seed
+# share the reference, the data and the initialization, so differences are paired. The paper reports, for
 # pre-experiment 1, KL 1.4575 → 0.2562 and per-token probability difference 0.0169 → 0.0051, and for
 # pre-experiment 2 that CSFT+PA beats CSFT on cosine, Pearson, overlap, KL similarity and KL.
 #
