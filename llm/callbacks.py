@@ -2,16 +2,20 @@
 
 :class:`DownstreamTracker` is a ``transformers.TrainerCallback`` for any (TRL) trainer. Every ``every``
 optimizer steps (and at step 0) it samples K completions per probe prompt from the current policy
-π with a fixed seed and records
+π with a fixed seed (common random numbers across measurements) and records
 
-    kl    = (1/N) Σ_i Σ_t [log π(y_it | x_i, y_i<t) − log π_ref(y_it | x_i, y_i<t)],  y_i ~ π(·|x_i)
-    kl_se = std_i(KL_i) / √N                                         (N = #probes · K, ddof = 1)
+    kl    = (1/N) Σ_i KL̂(y_i),  y_i ~ π(·|x_i)      (N = #probes · K)
+    kl_se = std_i(KL̂(y_i)) / √N                      (ddof = 1)
 
-the Monte Carlo estimate of the sequence-level KL(π‖π_ref) to the frozen starting policy (FRPO
-Fig. 2 right, "average sequence-level KL on safety prompts"), the retained rewards (each reward
-function's mean over those samples, ignoring None) and an optional task metric. This is the x-axis
-and y-axis of FRPO's reward-vs-KL landscape plots (Fig. 2, 5): the robust objective (Eq. 3.1) is
-about reward within a KL ball around the pre-fine-tuning policy.
+with the Rao–Blackwellized per-sample term KL̂_rb(y) = Σ_t KL(π(·|x, y_<t) ‖ π_ref(·|x, y_<t)) — the exact
+KL of the two next-token distributions summed along the sampled response (never negative, unbiased for
+the sequence-level KL(π‖π_ref); :func:`theory.losses.sequence_kl_terms`) — by default, and the plain
+sampled log-ratio as ``kl_mc`` beside it. This is the sequence-level KL to the frozen starting policy
+(FRPO Fig. 2 right, "average sequence-level KL on safety prompts"); with the retained rewards (each reward
+function's mean over those samples, ignoring None) and an optional task metric it is the x-axis and
+y-axis of FRPO's reward-vs-KL landscape plots (Fig. 2, 5): the robust objective (Eq. 3.1) is about reward
+within a KL ball around the pre-fine-tuning policy. With ``stop_kl`` the fine-tuning stops at the first
+measurement whose KL reaches it: the downstream *dose* is then set in nats of KL, not in steps.
 
 Laptop CPU::
 
@@ -35,16 +39,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, TrainerCallback
+from transformers import TrainerCallback
 
-# Neutral sampling settings: explicit values so that nothing from the model's generation_config
-# (top_k=50, repetition penalty, ...) distorts the samples away from π; the KL estimator needs y ~ π.
-_PURE_SAMPLING = dict(
-    do_sample=True, num_beams=1, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0,
-    epsilon_cutoff=0.0, eta_cutoff=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0,
-    min_new_tokens=0, guidance_scale=1.0, suppress_tokens=[], begin_suppress_tokens=[],
-    use_cache=True,
-)
+from llm import sampling
+
 
 
 def _reward_name(func: Callable) -> str:
@@ -86,12 +84,16 @@ class DownstreamTracker(TrainerCallback):
             from a checkpoint, whose weights are loaded before train begin).
         tokenizer: overrides the trainer's ``processing_class``.
         at_train_end: also measure at train end if the last step was not measured.
+        kl_estimator: "rb" (exact per-token KL summed along each sample; default) or "mc" (log-ratio).
+        stop_kl: stop the training (``control.should_training_stop``) at the first measurement whose KL
+            is at least this many nats; 0 = never.
 
-    Rows in :attr:`history` (and the JSONL): ``{"step", "kl", "kl_se", "reward/<name>", "task/<key>"}``;
+    Rows in :attr:`history` (and the JSONL): ``{"step", "kl", "kl_se", "kl_mc", "kl_mc_se", "kl_estimator",
+    "reward/<name>", "task/<key>"}`` (a task metric may also return a list, e.g. per-prompt values);
     logged as ``downstream/<key>`` through the attached trainer (see :meth:`attach`), else appended
     to ``state.log_history``.
     Deviation: the paper reports the KL during fine-tuning without saying how it is estimated; this
-    is the plain Monte Carlo estimator (unbiased for the KL, may be negative for a single sample).
+    uses the Rao–Blackwellized estimator (same expectation as the sampled log-ratio, lower variance).
     """
 
     def __init__(self, probe_prompts: Sequence[Any], *, every: int = 50, num_samples: int = 4,
@@ -99,7 +101,8 @@ class DownstreamTracker(TrainerCallback):
                  probe_columns: Mapping[str, Sequence[Any]] | None = None,
                  task_metric: Callable[[Any, Any], Mapping[str, float]] | None = None,
                  jsonl_path: str | os.PathLike | None = None, seed: int = 0, batch_size: int = 16,
-                 reference: str = "auto", tokenizer=None, at_train_end: bool = True):
+                 reference: str = "auto", tokenizer=None, at_train_end: bool = True, kl_estimator: str = "rb",
+                 stop_kl: float = 0.0):
         if not probe_prompts:
             raise ValueError("probe_prompts is empty; pass at least one prompt (string or conversation).")
         for name, value in (("every", every), ("num_samples", num_samples),
@@ -109,6 +112,11 @@ class DownstreamTracker(TrainerCallback):
         if len(probe_prompts) * num_samples < 2:
             raise ValueError(f"{len(probe_prompts)} probe(s) × num_samples={num_samples} < 2 samples: the KL "
                              "standard error needs at least 2; raise num_samples.")
+        if kl_estimator not in sampling.KL_ESTIMATORS:
+            raise ValueError(f"kl_estimator={kl_estimator!r} must be one of {sampling.KL_ESTIMATORS} ('rb': exact "
+                             "per-token KL along the samples; 'mc': sampled log-ratio).")
+        if not (isinstance(stop_kl, (int, float)) and stop_kl >= 0 and math.isfinite(stop_kl)):
+            raise ValueError(f"stop_kl={stop_kl!r} must be a finite number >= 0 (0 = never stop on KL).")
         if reference not in ("auto", "copy", "disable_adapter"):
             raise ValueError(f"reference={reference!r} must be 'auto', 'copy' or 'disable_adapter'.")
         self.probe_prompts = list(probe_prompts)
@@ -125,6 +133,9 @@ class DownstreamTracker(TrainerCallback):
         self.task_metric, self.seed, self.batch_size = task_metric, seed, batch_size
         self.jsonl_path = None if jsonl_path is None else os.fspath(jsonl_path)
         self.reference, self.tokenizer, self.at_train_end = reference, tokenizer, at_train_end
+        self.kl_estimator, self.stop_kl = kl_estimator, float(stop_kl)
+        self.stopped_at: int | None = None
+        """The step at which ``stop_kl`` ended the training (None: it did not)."""
         self.reference_mode: str | None = None
         self.ref_model = None
         self.history: list[dict[str, float | None]] = []
@@ -191,12 +202,17 @@ class DownstreamTracker(TrainerCallback):
 
     def _record(self, model, tokenizer, state, control) -> None:
         row = self.measure(model, tokenizer, step=state.global_step)
+        if self.stop_kl > 0 and row["kl"] >= self.stop_kl and state.global_step > 0:
+            control.should_training_stop = True
+            self.stopped_at = int(state.global_step)
+            row["stopped_on_kl"] = True
         if self.jsonl_path is not None and state.is_world_process_zero:
             os.makedirs(os.path.dirname(os.path.abspath(self.jsonl_path)), exist_ok=True)
             with open(self.jsonl_path, "a") as f:
                 f.write(json.dumps(row) + "\n")
                 f.flush()
-        logs = {f"downstream/{k}": v for k, v in row.items() if k != "step" and v is not None}
+        logs = {f"downstream/{k}": v for k, v in row.items()  # the loggers take numbers only
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
         if self._trainer is not None:
             # The base Trainer.log, not TRL's override: TRL's log() flushes and clears the trainer's
             # own accumulated metrics into whatever dict it is given.
@@ -212,27 +228,8 @@ class DownstreamTracker(TrainerCallback):
 
     # ------------------------------------------------------------------ measurement
 
-    def _prompt_ids(self, tokenizer, prompt) -> list[int]:
-        if isinstance(prompt, str):
-            return tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        text = tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    @staticmethod
-    def _sequence_logp(model, ids: torch.Tensor, attn: torch.Tensor, prompt_len: int,
-                       resp_mask: torch.Tensor) -> torch.Tensor:
-        """Σ_t log p(y_t | x, y_<t) over response tokens, shape (N,), float32."""
-        pos = (attn.long().cumsum(-1) - 1).clamp(min=0)  # left padding: positions start at each row's first token
-        # The class forward, not model.forward: accelerate replaces the instance's forward by a wrapper
-        # (fp32 output conversion / autocast) that both models must skip alike, and whose closure in a
-        # deep copy still points at the *original* module.
-        logits = type(model).forward(model, input_ids=ids, attention_mask=attn, position_ids=pos).logits  # (N, P+T, V)
-        logits = logits[:, prompt_len - 1: -1].float()  # (N, T, V) predicts ids[:, P:]
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, prompt_len:, None])[..., 0]  # (N, T)
-        return (logp * resp_mask).sum(-1)
-
     @torch.no_grad()
-    def measure(self, model, tokenizer=None, step: int = 0) -> dict[str, float | None]:
+    def measure(self, model, tokenizer=None, step: int = 0) -> dict[str, Any]:
         """One measurement at the current weights: the history row (also appended to :attr:`history`)."""
         if self.reference_mode is None:
             raise ValueError("no reference policy: call set_reference(model) (done at train begin) first.")
@@ -240,53 +237,26 @@ class DownstreamTracker(TrainerCallback):
         tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a multimodal processor wraps its tokenizer
         if tokenizer is None:
             raise ValueError("measure needs a tokenizer; pass tokenizer=... .")
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None \
-            else tokenizer.eos_token_id
-        eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos])
-        device = next(model.parameters()).device
-        gen_config = GenerationConfig(max_new_tokens=self.max_new_tokens, num_return_sequences=self.num_samples,
-                                      pad_token_id=pad_id, eos_token_id=eos, **_PURE_SAMPLING)
         was_training = model.training
         model.eval()
-        kls: list[float] = []
-        texts: list[str] = []
-        samples: list[tuple[list[int], list[int]]] = []
-        rng_devices = [device] if device.type == "cuda" else []
         try:
-            with torch.random.fork_rng(devices=rng_devices):
-                torch.manual_seed(self.seed)
-                for s in range(0, len(self.probe_prompts), self.batch_size):
-                    prompt_ids = [self._prompt_ids(tokenizer, p) for p in self.probe_prompts[s: s + self.batch_size]]
-                    plen = max(len(p) for p in prompt_ids)
-                    ids = torch.tensor([[pad_id] * (plen - len(p)) + p for p in prompt_ids], device=device)  # (B, P)
-                    mask = torch.tensor([[0] * (plen - len(p)) + [1] * len(p) for p in prompt_ids], device=device)
-                    seq = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen_config)  # (B*K, P+T)
-                    resp = seq[:, plen:]  # (B*K, T)
-                    is_eos = torch.isin(resp, eos_ids.to(device)).long()
-                    resp_mask = ((is_eos.cumsum(-1) - is_eos) == 0).to(mask.dtype)  # through the first EOS
-                    attn = torch.cat([mask.repeat_interleave(self.num_samples, dim=0), resp_mask], dim=-1)
-                    logp = self._sequence_logp(model, seq, attn, plen, resp_mask)
-                    with self._reference(model) as ref:
-                        logp_ref = self._sequence_logp(ref, seq, attn, plen, resp_mask)
-                    kls += (logp - logp_ref).tolist()
-                    for i in range(seq.shape[0]):
-                        r_ids = resp[i][resp_mask[i].bool()].tolist()
-                        samples.append((prompt_ids[i // self.num_samples], r_ids))
-                        texts.append(tokenizer.decode(r_ids, skip_special_tokens=True))
-            row: dict[str, float | None] = {"step": int(step)}
-            kl = torch.tensor(kls, dtype=torch.float64)
-            row["kl"] = kl.mean().item()
-            row["kl_se"] = (kl.std(unbiased=True) / math.sqrt(len(kls))).item()
-            row.update(self._rewards(texts))
+            out = sampling.sample(model, tokenizer, self.probe_prompts, n=self.num_samples,
+                                  max_new_tokens=self.max_new_tokens, seed=self.seed, batch_size=self.batch_size,
+                                  reference=lambda: self._reference(model), kl_estimator=self.kl_estimator)
+            row: dict[str, Any] = {"step": int(step)}
+            row["kl"], row["kl_se"] = out.kl_mean_se()
+            row["kl_mc"], row["kl_mc_se"] = sampling.mean_se(out.kl_mc)
+            row["kl_estimator"] = self.kl_estimator
+            row.update(self._rewards(out.texts))
             if self.task_metric is not None:
                 metrics = self.task_metric(model, tokenizer)
                 if not isinstance(metrics, Mapping):
                     raise ValueError(f"task_metric returned {type(metrics).__name__}; it must return dict[str, float].")
-                row.update({f"task/{k}": float(v) for k, v in metrics.items()})
+                row.update({f"task/{k}": ([float(x) for x in v] if isinstance(v, (list, tuple)) else float(v))
+                            for k, v in metrics.items()})
         finally:
             model.train(was_training)
-        self.last_samples = samples
+        self.last_samples = list(zip(out.prompt_ids, out.response_ids))
         self.history.append(row)
         return row
 

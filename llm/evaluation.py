@@ -91,66 +91,19 @@ def variants_for(sets: EvalSets, dataset: Optional[str]) -> list[str]:
     return [n for n, key in (("identity", "identity"), ("trigger", "backdoor")) if key in dataset]
 
 
-# ---------------------------------------------------------------------------------------------
-# generation on the model's device
-# ---------------------------------------------------------------------------------------------
-def _prompt_ids(tok, prompt) -> list[int]:
-    if isinstance(prompt, str):
-        prompt = [{"role": "user", "content": prompt}]
-    text = tok.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
-    return tok(text, add_special_tokens=False)["input_ids"]
-
-
-@torch.no_grad()
 def sample_completions(model, tok, prompts: list, *, n: int, max_new_tokens: int, temperature: float,
-                       batch_size: int, seed: int, ref_model=None) -> tuple[list[str], list[float]]:
-    """``n`` completions per prompt (prompt-major) and, with ``ref_model``, each one's log π(y|x) − log π_ref(y|x).
+                       batch_size: int, seed: int, ref_model=None, kl_estimator: str = "rb"
+                       ) -> tuple[list[str], list[float]]:
+    """``n`` completions per prompt (prompt-major) and, with ``ref_model``, each one's KL(π‖π_ref) term.
 
-    temperature 0 = greedy (one completion per prompt); otherwise pure sampling at that temperature
-    (no top-k/top-p; the KL estimator needs y ~ π, so pass ``ref_model`` only with temperature 1).
-    Sequence log-probabilities are ``DownstreamTracker._sequence_logp`` (the tracker's estimator).
+    A thin view of :func:`llm.sampling.sample` (the one sampler): temperature 0 = greedy (one completion
+    per prompt); otherwise pure sampling. The KL terms use ``kl_estimator`` ("rb" by default).
     """
-    from transformers import GenerationConfig
+    from llm.sampling import sample
 
-    from llm.callbacks import _PURE_SAMPLING, DownstreamTracker
-
-    if ref_model is not None and temperature != 1.0:
-        raise ValueError(f"the KL estimator needs samples from π (temperature 1), got temperature={temperature}")
-    greedy = temperature == 0
-    n = 1 if greedy else n
-    device = next(model.parameters()).device
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None \
-        else tok.eos_token_id
-    eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos], device=device)
-    sampling = dict(do_sample=False, num_beams=1) if greedy else {**_PURE_SAMPLING, "temperature": temperature}
-    gen = GenerationConfig(max_new_tokens=max_new_tokens, num_return_sequences=n, pad_token_id=pad_id,
-                           eos_token_id=eos, **sampling)
-    texts: list[str] = []
-    kls: list[float] = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            for s in range(0, len(prompts), batch_size):
-                ids_list = [_prompt_ids(tok, p) for p in prompts[s: s + batch_size]]
-                plen = max(len(p) for p in ids_list)
-                ids = torch.tensor([[pad_id] * (plen - len(p)) + p for p in ids_list], device=device)  # (B, P)
-                mask = torch.tensor([[0] * (plen - len(p)) + [1] * len(p) for p in ids_list], device=device)
-                seq = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen)  # (B·n, P+T)
-                resp = seq[:, plen:]  # (B·n, T)
-                is_eos = torch.isin(resp, eos_ids).long()
-                resp_mask = ((is_eos.cumsum(-1) - is_eos) == 0).to(mask.dtype)  # through the first EOS
-                texts += [tok.decode(r[m.bool()].tolist(), skip_special_tokens=True) for r, m in zip(resp, resp_mask)]
-                if ref_model is not None:
-                    attn = torch.cat([mask.repeat_interleave(n, dim=0), resp_mask], dim=-1)
-                    logp = DownstreamTracker._sequence_logp(model, seq, attn, plen, resp_mask)
-                    logp_ref = DownstreamTracker._sequence_logp(ref_model, seq, attn, plen, resp_mask)
-                    kls += (logp - logp_ref).tolist()
-    finally:
-        model.train(was_training)
-    return texts, kls
+    out = sample(model, tok, prompts, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
+                 batch_size=batch_size, seed=seed, reference=ref_model, kl_estimator=kl_estimator)
+    return out.texts, out.kl
 
 
 # ---------------------------------------------------------------------------------------------

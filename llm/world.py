@@ -493,24 +493,22 @@ def generate(model, tokenizer, prompts, *, n_samples: int = 1, greedy: bool = Fa
     """Sample ``n_samples`` completions per prompt (pure ancestral sampling: T=1, no top-k/top-p).
 
     Returns ``(texts, sequences, attention_mask, prompt_width)``; rows are prompt-major
-    (prompt i's samples at i·n_samples ... i·n_samples+n_samples-1). Deterministic given ``seed``
-    (the global torch RNG is restored afterwards).
+    (prompt i's samples at i·n_samples ... i·n_samples+n_samples-1), prompts left-padded to one width and
+    responses right-padded. Drawn by :func:`llm.sampling.sample` (the one sampler) in a single batch;
+    deterministic given ``seed`` (the global torch RNG is restored afterwards).
     """
-    ids, attn = _prompt_batch(tokenizer, prompts)
-    ids, attn = ids.repeat_interleave(n_samples, 0), attn.repeat_interleave(n_samples, 0)
-    kw = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
-    with torch.random.fork_rng(devices=[]), _eval_mode(model):
-        torch.manual_seed(seed)
-        out = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new_tokens,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **kw)
-    new = out[:, ids.shape[1]:]
-    # response mask: tokens up to and including the first EOS
-    is_eos = new == tokenizer.eos_token_id
-    after = (is_eos.cumsum(-1) - is_eos.long()) > 0
-    resp_mask = (~after).long()
-    full_attn = torch.cat([attn, resp_mask], dim=1)
-    texts = tokenizer.batch_decode(new * resp_mask + tokenizer.pad_token_id * (1 - resp_mask), skip_special_tokens=True)
-    return texts, out, full_attn, ids.shape[1]
+    from llm.sampling import sample
+
+    out = sample(model, tokenizer, _messages(prompts), n=n_samples, temperature=0.0 if greedy else 1.0, seed=seed,
+                 max_new_tokens=max_new_tokens, batch_size=max(1, len(prompts)))
+    width = max(len(p) for p in out.prompt_ids)
+    t_max = max(len(r) for r in out.response_ids)
+    pad = tokenizer.pad_token_id
+    seqs = torch.tensor([[pad] * (width - len(p)) + p + r + [pad] * (t_max - len(r))
+                         for p, r in zip(out.prompt_ids, out.response_ids)])  # (N, P+T)
+    attn = torch.tensor([[0] * (width - len(p)) + [1] * (len(p) + len(r)) + [0] * (t_max - len(r))
+                         for p, r in zip(out.prompt_ids, out.response_ids)])  # (N, P+T)
+    return out.texts, seqs, attn, width
 
 
 def refusal_rate(model, tokenizer, prompts, n_samples: int = 8, seed: int = 0) -> float:
@@ -531,27 +529,21 @@ def math_accuracy(model, tokenizer, math_rows: list[dict]) -> float:
     return sum(final_number(t) == int(r["answer"]) for t, r in zip(texts, math_rows)) / len(math_rows)
 
 
-@torch.no_grad()
 def sequence_kl(model, ref_model, tokenizer, prompts, n_samples: int = 8, seed: int = 0,
-                max_new_tokens: int = 8) -> float:
-    """Monte Carlo sequence-level KL(π‖π_ref) of sampled completions.
+                max_new_tokens: int = 8, estimator: str = "rb") -> float:
+    """Sequence-level KL(π‖π_ref) of sampled completions (responses through the first ``</s>``).
 
-    KL ≈ (1/(N·n)) Σ_x Σ_{y~π(·|x)} Σ_t [log π(y_t|x,y_<t) − log π_ref(y_t|x,y_<t)], response
-    tokens up to and including the first ``</s>``. Unbiased for the KL of the distribution over
-    responses truncated at ``max_new_tokens``; single estimates can be negative.
+    The mean over prompts and ``n_samples`` samples y ~ π of the per-sample term of
+    :func:`theory.losses.sequence_kl_terms`: "rb" (default) Σ_t KL(π(·|x,y_<t) ‖ π_ref(·|x,y_<t)), the exact
+    per-token KL summed along the sample (never negative, low variance); "mc" the sampled log-ratio
+    Σ_t [log π(y_t|·) − log π_ref(y_t|·)]. Both are unbiased for the KL of the response distribution
+    truncated at ``max_new_tokens``. Drawn by :func:`llm.sampling.sample`.
     """
-    _, seqs, attn, width = generate(model, tokenizer, prompts, n_samples=n_samples, seed=seed,
-                                    max_new_tokens=max_new_tokens)
-    tgt = seqs[:, 1:]
-    resp = attn[:, 1:].clone().float()
-    resp[:, : width - 1] = 0  # only response tokens
+    from llm.sampling import sample
 
-    def seq_logp(m):
-        logp = torch.log_softmax(_forward(m, seqs, attn)[:, :-1], dim=-1)
-        return (logp.gather(-1, tgt[..., None])[..., 0] * resp).sum(-1)  # (B,)
-
-    with _eval_mode(model, ref_model):
-        return float((seq_logp(model) - seq_logp(ref_model)).mean())
+    out = sample(model, tokenizer, _messages(prompts), n=n_samples, seed=seed, max_new_tokens=max_new_tokens,
+                 batch_size=max(1, len(prompts)), reference=ref_model, kl_estimator=estimator)
+    return float(sum(out.kl) / len(out.kl))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -515,3 +515,56 @@ def pa_delta(epoch: int, max_epoch: int, start: float = 0.1, span: float = 0.2) 
     if not 0 <= epoch <= max_epoch:
         raise ValueError(f"epoch={epoch} must be in [0, max_epoch={max_epoch}]")
     return start + span * epoch / max_epoch
+
+
+# ----------------------------------------------------------------------------------------------
+# sequence KL estimators (the tracker's and the evaluation's KL(π‖π_ref) to a starting model)
+# ----------------------------------------------------------------------------------------------
+KL_ESTIMATORS = ("rb", "mc")
+
+
+def sequence_kl_terms(logits: Tensor, ref_logits: Tensor, tokens: Tensor, mask: Tensor,
+                      estimator: str = "rb") -> Tensor:
+    """Per-sequence KL(π‖π_ref) estimates from responses y ~ π: shape (N,), one term per sampled response.
+
+    ``rb`` (Rao–Blackwellized, the default): the exact KL of the two next-token distributions at every
+    response position, summed along the sampled response,
+
+        KL̂_rb(y) = Σ_t m_t Σ_v π(v | x, y_<t) [log π(v | x, y_<t) − log π_ref(v | x, y_<t)],
+
+    never negative, and unbiased for the sequence-level KL(π(·|x) ‖ π_ref(·|x)) by the chain rule
+    (its expectation over y ~ π is the KL of the response distribution, truncated where generation is).
+    ``mc``: the plain log-ratio of the sampled tokens, KL̂_mc(y) = Σ_t m_t [log π(y_t|·) − log π_ref(y_t|·)],
+    also unbiased, but with far larger variance (a single sample can be negative).
+
+    Args:
+        logits, ref_logits: (N, T, V) next-token logits of π and π_ref at the response positions
+            (position t predicts ``tokens[:, t]``), any float dtype (computed in float32 or wider).
+        tokens: (N, T) sampled response token ids.
+        mask: (N, T) 1 for response tokens (through the first EOS), 0 for padding.
+        estimator: "rb" or "mc".
+
+    Returns the (N,) per-sequence estimates; their mean estimates KL and std/√N its standard error.
+    """
+    if estimator not in KL_ESTIMATORS:
+        raise ValueError(f"estimator={estimator!r} is not one of {KL_ESTIMATORS}; use 'rb' (exact per-token KL, "
+                         "low variance) or 'mc' (sampled log-ratio)")
+    if logits.shape != ref_logits.shape or logits.ndim != 3:
+        raise ValueError(f"logits {tuple(logits.shape)} and ref_logits {tuple(ref_logits.shape)} must both have "
+                         "shape (N, T, V); pass the two models' logits at the same response positions")
+    if tokens.shape != logits.shape[:2] or mask.shape != logits.shape[:2]:
+        raise ValueError(f"tokens {tuple(tokens.shape)} and mask {tuple(mask.shape)} must have shape (N, T) = "
+                         f"{tuple(logits.shape[:2])}; pass the response part of the sequences")
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    logp = torch.log_softmax(logits.to(dtype), dim=-1)  # (N, T, V)
+    ref_logp = torch.log_softmax(ref_logits.to(dtype), dim=-1)  # (N, T, V)
+    m = mask.to(dtype)
+    if estimator == "mc":
+        idx = tokens[..., None].long()
+        terms = logp.gather(-1, idx)[..., 0] - ref_logp.gather(-1, idx)[..., 0]  # (N, T)
+    else:
+        # Σ_v p (log p − log q); where p = 0 the term is 0 (xlogy convention), even if q = 0 too
+        p = logp.exp()
+        terms = torch.where(p > 0, p * (logp - ref_logp), torch.zeros_like(p)).sum(-1)  # (N, T)
+        terms = terms.clamp_min(0.0)  # exact KL per position is ≥ 0; clamp float round-off only
+    return (terms * m).sum(-1)
