@@ -6,6 +6,10 @@ A dataset spec is one string:
     /abs/path.jsonl | ./rel.parquet      a local .jsonl / .json / .parquet / .csv file (never the network)
     <hub id>[:<config>][@<split>]        a hub dataset, split "train" by default
                                          (tatsu-lab/alpaca, openai/gsm8k:main, HuggingFaceH4/MATH-500@test)
+    <asset>[:<part>][+<asset>...]        a named asset without '/' (llm.assets, llm.textsets): harmbench,
+                                         harmbench:train, harmbench:heldout, donotanswer, lookalikes:heldout,
+                                         refusals+lookalikes:train, arith:affirm, ...; fetched into the
+                                         cache once; an unknown name is an error listing the valid ones
 
 Records are mapped to TRL conversational rows ``{"prompt": [messages], "completion": [message]?,
 "answer"?, "kind"?, "topic"?}`` by :func:`normalize_record`, which recognises the common shapes
@@ -56,6 +60,10 @@ def load_rows(spec: str, world=None) -> list[dict]:
         if bad or not names:
             raise ValueError(f"unknown tiny-world split(s) {bad or names}; valid: {', '.join(sorted(splits))}")
         return [dict(r) for n in names for r in splits[n]]
+    from llm.assets import dataset_asset_rows, is_asset_spec
+
+    if is_asset_spec(spec):
+        return [dict(r) for r in dataset_asset_rows(spec)]
     from datasets import load_dataset
 
     if looks_local(spec):
