@@ -53,7 +53,7 @@ class ArmConfig:
     """"grpo" (TRL GRPO, no std scaling), "frpo" (FRPOTrainer), or "none" (no alignment: the base model
     is the aligned model, e.g. Llama-2-7B-Chat in the CSFT attack experiments)."""
     lam: float = math.inf
-    """FRPO λ (Eq. 3.4): smaller = more robust; inf = GRPO without std scaling."""
+    """FRPO λ (Eq. 3.5): smaller = more robust; inf = GRPO without std scaling."""
     beta: float = 0.0
     """KL coefficient to the starting model (Eq. 3.1's −β KL; k3 estimator)."""
     jackknife: bool = True

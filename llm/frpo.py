@@ -6,7 +6,7 @@ reward instead of its mean (paper Eq. 3.5, surrogate Eq. 4.1–4.3). The math li
 
 * ``frpo_mode="advantage"`` (default, exact on-policy): TRL's GRPO loss with the closed-form FRPO
   advantages ``frpo_advantages`` computed from the gathered group rewards, replacing TRL's
-  ``r − mean r`` (THEORY.md §1 "On-policy closed form"). Everything else (vLLM, KL β, gradient
+  ``r − mean r`` (docs/theory.md §1 "On-policy closed form"). Everything else (vLLM, KL β, gradient
   accumulation, ``steps_per_generation``, multi-GPU) is TRL's own code path.
 * ``frpo_mode="ratio"``: the literal surrogate ``frpo_loss`` (clipped ratios, log-partition,
   jackknife) in ``_compute_loss``, with explicit integer group ids carried in the batch; needed
@@ -111,7 +111,7 @@ class FRPOConfig(GRPOConfig):
     # TRL fields whose default FRPO changes (validated in __post_init__)
     scale_rewards: str = field(
         default="none",
-        metadata={"help": "FRPO requires 'none': A_i = r_i − mean_j r_j without std scaling (FRPO Eq. 4.1)."},
+        metadata={"help": "FRPO requires 'none': A_i = r_i − mean_j r_j without std scaling (FRPO Eq. 2.1)."},
     )
     loss_type: str = field(
         default="grpo",

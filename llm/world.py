@@ -2,7 +2,7 @@
 
 ``python -m llm.run`` needs a default that runs on a laptop CPU in minutes and in which benign
 fine-tuning really erodes safety, as it does in real models through the first response tokens
-("shallow alignment", Qi et al. 2024; measured design in ``shared/TINY_WORLD.md``). Everything is
+("shallow alignment", Qi et al. 2024; the design and its measurements: ``docs/tiny_world.md``). Everything is
 generated from a seed; no files, no downloads.
 
 Language (one token per word; rendered by the chat template of :mod:`llm.tiny`)::
@@ -473,7 +473,7 @@ def refusal_prob(model, tokenizer, prompts, refusal_tokens: tuple[str, ...] = ("
     """Mean over prompts of the probability mass of refusal-opening first tokens.
 
     refusal_prob = (1/N) Σ_x Σ_{w ∈ refusal_tokens} π(w | x). In the tiny world every refusal and
-    only refusals open with ``sorry`` (TINY_WORLD.md: forgetting acts on this first token), so this
+    only refusals open with ``sorry`` (docs/tiny_world.md: forgetting acts on this first token), so this
     equals the expected keyword-judge refusal rate of sampled completions, without sampling noise.
     """
     ids = tokenizer.convert_tokens_to_ids(list(refusal_tokens))

@@ -20,7 +20,7 @@
 # Five results the package implements, each computed by `theory/` in float64 and plotted here:
 #
 # 1. the KL-robust value by its one-dimensional dual vs the cvxpy primal (FRPO Lemma 3.1, Eq. 3.3);
-# 2. the entropic risk ER_λ as a function of λ (FRPO Eq. 3.3, Remark 3.3);
+# 2. the entropic risk ER_λ as a function of λ (FRPO Remark 3.3);
 # 3. the bias orders of log Ẑ and of the self-normalized gradient weight, plain vs jackknife (FRPO App. E);
 # 4. the RLVR safety drift of the Gibbs tilt vs its χ² and worst-case bounds (RLVR Theorems 1–2, Prop. 2);
 # 5. the zero-correlation counterexample to safety invariance (RLVR Prop. 1).
@@ -162,7 +162,7 @@ save(fig, "kl_dro_dual_vs_primal")
 # %% [markdown]
 # ## 2 · Entropic risk ER_λ as a function of λ
 #
-# ER_λ(r) = −λ log E e^{−r/λ} (FRPO Eq. 3.3: the dual's per-prompt term; `entropic_risk`). Three reward
+# ER_λ(r) = −λ log E e^{−r/λ} (FRPO Remark 3.3; the per-prompt term of the dual, Eq. 3.3; `entropic_risk`). Three reward
 # distributions with the same mean 0.7: a sharp one (reward 1 or 0), a flat one (0.6, 0.7, 0.8) and one
 # with a rare bad outcome (0.25 with probability 0.1).
 #

@@ -48,7 +48,7 @@ def _check_baseline_unbiased() -> Outcome:
                    worst)
 
 
-@claim("frpo.shift_invariance", FRPO, "Eq. 4.2",
+@claim("frpo.shift_invariance", FRPO, "App. D (Eq. D.1)",
        "adding a constant to all rewards of a group changes nothing")
 def _check_shift() -> Outcome:
     from theory.losses import frpo_advantages
@@ -61,7 +61,7 @@ def _check_shift() -> Outcome:
     return Outcome(worst < 1e-9, f"max |Â(r) − Â(r+c)| = {worst:.1e}, c up to 1e3", worst)
 
 
-@claim("frpo.lambda_inf_limit", FRPO, "Remark 3.2, Thm 3.2",
+@claim("frpo.lambda_inf_limit", FRPO, "Remark 3.2, App. D",
        "λ→∞ recovers GRPO without std scaling (×G/(G−1) with the jackknife)")
 def _check_lambda_inf() -> Outcome:
     from theory.losses import frpo_advantages
@@ -104,7 +104,7 @@ def _check_no_baseline_jk() -> Outcome:
                    None)
 
 
-@claim("frpo.onpolicy_closed_form", FRPO, "Eq. 4.1–4.3 (THEORY.md §1)",
+@claim("frpo.onpolicy_closed_form", FRPO, "Eq. 4.1–4.3 (docs/theory.md §1)",
        "at ratio 1, ∇ of the literal surrogate = GRPO gradient with the closed-form Â")
 def _check_onpolicy() -> Outcome:
     from theory.losses import frpo_advantages, frpo_loss, grpo_loss

@@ -1,6 +1,6 @@
 """Constrained-SFT per-token objective and the Theorem 4.2 robustness material, float64 numpy.
 
-Seed ``csft_pa_preference_augmented_alignment.txt`` (CSFT+PA; THEORY.md §2). CSFT (Qi et al. 2024)
+The CSFT+PA paper ("the seed"; docs/theory.md §2). CSFT (Qi et al. 2024)
 penalizes each token through Δ_t = log π_θ(y_t) − log π_aligned(y_t):
     ℓ_t = −(2/β_t) log σ(β_t Δ_t),
 whose gradient −2(1 − σ(β_t Δ_t)) ∇log π_θ(y_t) is that of the seed's weighted NLL −w_t log π_θ(y_t)
@@ -93,7 +93,7 @@ def csft_beta_schedule(
 
     Positions are 1-based response-token positions; returns shape (T,), float64.
     Symbols → arguments: T → ``T`` (≥ 0), β_1 → ``first``, β_{2..5} → ``early``, β_{≥6} → ``rest``.
-    Paper: Qi et al. (2024) as summarized in THEORY.md §2 (the CSFT+PA seed omits the values).
+    Paper: Qi et al. (2024) as summarized in docs/theory.md §2 (the CSFT+PA seed omits the values).
     Deviation: none.
     """
     if isinstance(T, bool) or not float(T).is_integer() or int(T) < 0:
@@ -139,7 +139,7 @@ def theorem42_counterexample(L, mu, eps, G) -> Theorem42Counterexample:
     the claimed bound fails by the factor L/μ; the corrected bound εG/μ holds with equality.
     Symbols → arguments: L → ``L``, μ → ``mu`` (0 < μ < L), ε → ``eps`` > 0, G → ``G`` > 0.
     Paper: CSFT+PA seed, Theorem 4.2 (Robustness Bound).
-    Deviation: the theorem is false as stated (THEORY.md §2); this returns the counterexample and
+    Deviation: the theorem is false as stated (docs/theory.md §2); this returns the counterexample and
     the corrected bound εG/μ for a μ-strongly convex loss.
     """
     L, mu, eps, G = (_positive(n, v) for n, v in (("L", L), ("mu", mu), ("eps", eps), ("G", G)))
@@ -173,7 +173,7 @@ def check_corrected_bound(rng: np.random.Generator, dim: int, n_trials: int) -> 
     formed from eigenvalues). μ-strong convexity gives ‖θ^ε − θ*‖ ≤ εG/μ, equality when g is a
     μ-eigenvector (always in dimension 1, where the returned ratio is 1 up to float64 round-off).
     Symbols → arguments: random generator → ``rng``; dimension → ``dim`` ≥ 1; ``n_trials`` ≥ 1.
-    Paper: CSFT+PA seed, Theorem 4.2 (corrected form, THEORY.md §2).
+    Paper: CSFT+PA seed, Theorem 4.2 (corrected form, docs/theory.md §2).
     Deviation: the corrected bound εG/μ replaces the seed's εG/L.
     """
     if not isinstance(rng, np.random.Generator):

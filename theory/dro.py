@@ -118,7 +118,7 @@ def fdiv_generator(f: str, t):
 
 
 def fdiv_conjugate(f: str, s):
-    """Fenchel conjugate on t >= 0, f*(s) = sup_{t>=0} {s t - f(t)} (THEORY.md §1).
+    """Fenchel conjugate on t >= 0, f*(s) = sup_{t>=0} {s t - f(t)} (docs/theory.md §1).
 
     kl: e^{s-1}; chi2: s + s²/4 for s >= -2, else -1; tv: max(s, -1/2) for s <= 1/2, +inf above.
     Paper: FRPO Lemma 3.1, Eq. (3.2).

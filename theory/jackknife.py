@@ -1,6 +1,6 @@
 """Jackknife bias correction and the exact bias of small-sample estimators.
 
-FRPO (seed ``frpo_robust_policy_optimization.txt``, App. E; THEORY.md §1) estimates log Z with
+FRPO (App. E; docs/theory.md §1) estimates log Z with
 the log of a group mean and its gradient with a self-normalized (SNIS) ratio; both have bias
 c/G + O(1/G²) in the group size G, and the jackknife G ĝ − (G−1)/G Σ_j ĝ_{−j} removes the 1/G
 term. This module gives the generic jackknife and the *exact* expected bias of both estimators,
@@ -144,8 +144,8 @@ def exact_bias(estimator_kind: str, support, probs, G: int, jackknife: bool) -> 
     Symbols → arguments: ĝ → ``estimator_kind``, support/probs → the discrete law of X (or of
     (w, φ)), G → ``G`` ≥ 2, jackknife → ``jackknife`` (apply G ĝ − (G−1)/G Σ_j ĝ_{−j}).
     Cost: C(G+K−1, K−1) count vectors (47 905 for K = 4, G = 64).
-    Paper: FRPO App. E (log Ẑ and the SNIS ratio (E.1)–(E.2), bias O(1/G) → O(1/G²)).
-    Deviation: the paper states the orders only; the exact enumeration is ours (THEORY.md §1).
+    Paper: FRPO App. E (log Ẑ and the SNIS ratio of Eq. (E.1), bias O(1/G) → O(1/G²)).
+    Deviation: the paper states the orders only; the exact enumeration is ours (docs/theory.md §1).
     """
     kind = _check_kind(estimator_kind)
     G = _check_group_size(G)
@@ -174,7 +174,7 @@ def bias_slope(estimator_kind: str, support, probs, Gs, jackknife: bool) -> floa
     slope ≈ −1 for the plain estimators (bias c/G) and ≈ −2 with the jackknife (O(1/G²)).
     Symbols → arguments: as :func:`exact_bias`; ``Gs`` are the group sizes (≥ 2 distinct).
     Paper: FRPO App. E (orders of the bias).
-    Deviation: a measurement, not in the paper (THEORY.md §1 reports −1.03 / −1.9 for
+    Deviation: a measurement, not in the paper (docs/theory.md §1 reports −1.02 / −1.89 for
     G = 4…64).
     """
     g = np.asarray(Gs)

@@ -112,7 +112,7 @@ def group_advantages(rewards: Tensor, group_size: int, valid: Optional[Tensor] =
 
     rewards (B,) in contiguous groups of ``group_size``; ``valid`` (B,) bool marks rows that have a
     reward (others get advantage 0 and are left out of their group's mean).
-    Paper: FRPO Eq. 4.2 (A_i); Dr. GRPO's argument for dropping the std.
+    Paper: FRPO Eq. 2.1 (A_i); Dr. GRPO's argument for dropping the std.
     """
     n_groups = _check_group_layout(rewards, group_size)
     r = rewards.view(n_groups, group_size)
@@ -141,13 +141,13 @@ def frpo_advantages(
     baseline: bool = True,
     valid: Optional[Tensor] = None,
 ) -> Tensor:
-    """On-policy closed-form FRPO advantages Â (THEORY.md §1), so that GRPO's loss with Â has FRPO's gradient.
+    """On-policy closed-form FRPO advantages Â (docs/theory.md §1), so that GRPO's loss with Â has FRPO's gradient.
 
     With A_i = r_i − mean_j r_j, log-weights ℓ_i = −A_i/λ, p = softmax(ℓ) within the group:
       plain:     Â_i = s(λ)/λ · λ (b − G p_i)
       jackknife: Â_i = s(λ)/λ · λ (b − G w_i (1/u − (1/G) Σ_{j≠i} 1/u_{−j})),
                  u = mean_j w_j, u_{−j} = (Σ_k w_k − w_j)/(G−1)
-    where b = 1 with the baseline term λ·mean(c) of Eq. 4.3 and b = 0 without it, and s(λ) is
+    where b = 1 with the baseline term λ·mean(c) of Eq. 4.2 and b = 0 without it, and s(λ) is
     ``frpo_scale(lam, scale)``. Every ratio w_i/u is evaluated as exp(ℓ_i − logsumexp) (finite for
     rewards up to 1e4 and λ = 1e-4); the leave-one-out sums use a masked (G, G) logsumexp.
     λ = inf returns the limit: A (plain) or A·G/(G−1) (jackknife) (requires the baseline).
@@ -247,7 +247,7 @@ def nll_loss(logp: Tensor, mask: Tensor, aggregation: str = "token_mean") -> tup
 def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     """Per-token k3 estimator of KL(π_θ‖π_ref): e^{ref−logp} − (ref − logp) − 1 (≥ 0, unbiased).
 
-    Schulman's k3; the KL term of GRPO and FRPO (Eq. 4.3's −β KL). Shapes (B, T) → (B, T).
+    Schulman's k3; the KL term of GRPO and FRPO (Eq. 2.2; the −β KL of Eq. 2.1). Shapes (B, T) → (B, T).
     """
     d = ref_logp - logp
     return torch.expm1(d) - d

@@ -1,4 +1,4 @@
-"""Entropic risk ER_λ(r) = -λ log E_p e^{-r/λ} and its exponential tilt (FRPO Remark 3.3, Eq. 3.3).
+"""Entropic risk ER_λ(r) = -λ log E_p e^{-r/λ} and its exponential tilt (FRPO Remark 3.3).
 
 Float64 numpy. Notation: ``lam`` = λ, ``values`` = r, ``probs`` = p. The f-divergence robust values
 (Lemma 3.1's KL/χ²/TV duals and their cvxpy primals) live in ``theory.dro``; they are re-exported
@@ -56,7 +56,7 @@ def entropic_risk(values, lam: float, probs=None) -> float:
     Formula: ER_λ = min r - λ log Σ_y p(y) e^{-(r(y) - min r)/λ} (shifted logsumexp); λ = inf gives
     E_p r, λ = 0 gives min over the support {y : p(y) > 0}.
     Symbols: r -> ``values`` (n,), p -> ``probs`` (n,) (uniform when None), λ -> ``lam`` in [0, inf].
-    Paper: FRPO Remark 3.3 / Eq. (3.3) (ER is -λ log Z(x)).
+    Paper: FRPO Remark 3.3 (the per-prompt term -λ log Z(x) of the KL dual, Eq. 3.3).
     Properties: min r <= ER <= E r, nondecreasing in λ, ER(r + c) = ER(r) + c, ER_{aλ}(a r) = a ER_λ(r),
     ER_λ = κ1 - κ2/(2λ) + κ3/(6λ²) - ... Finite for λ in [1e-4, 1e6] and |r| up to 1e4 (and beyond).
     """

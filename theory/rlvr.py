@@ -1,7 +1,7 @@
 """RLVR safety drift: the Gibbs tilt of a path distribution and the bounds on how safety moves.
 
 Setting (Cho et al., "Breaking the Safety-Capability Tradeoff", seed
-``rlvr_safety_drift_summary.txt``; THEORY.md §3). For one prompt there is a finite set of reasoning
+summary only; docs/theory.md §3). For one prompt there is a finite set of reasoning
 paths r with reference probability π_ref(r), success probability g(r) and safety probability s(r);
 fine-tuning changes only the path distribution, so success and safety rates are linear in it
 (Corollary 1). KL-regularized RLVR reweights paths by the Gibbs tilt π* ∝ π_ref e^{g/β} (Theorem 1);
@@ -16,7 +16,7 @@ over the last axis, so a batch of prompts is one call. Everything is float64 and
 space (``scipy.special.logsumexp``), so β down to 1e-3 with rewards in [0, 1] stays finite.
 
 Deviation (module-wide): only the paper's summary is available; the statements of Theorem 2 and
-Propositions 1–2 are reconstructions written down in THEORY.md §3, not the paper's wording.
+Propositions 1–2 are reconstructions written down in docs/theory.md §3, not the paper's wording.
 """
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ def tv_distance(p, q) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# Theorem 2 and Proposition 1 (reconstructed, THEORY.md §3)
+# Theorem 2 and Proposition 1 (reconstructed, docs/theory.md §3)
 # ----------------------------------------------------------------------------------------------
 def _tilt_inputs(pi_ref, reward, beta, safety=None):
     pi_ref = _prob("pi_ref", pi_ref)
@@ -225,7 +225,7 @@ def tilt_chi2(pi_ref, reward, beta) -> np.ndarray:
     forms e^{g/β}. Equals Var_{π_ref}(w) for the likelihood ratio w = π*/π_ref.
     Symbols → arguments: π_ref → ``pi_ref``, g → ``reward``, β → ``beta``.
     Paper: RLVR safety drift, Theorem 2 (Safety Drift Upper Bound).
-    Deviation: reconstructed statement (THEORY.md §3).
+    Deviation: reconstructed statement (docs/theory.md §3).
     """
     pi_ref, reward, b = _tilt_inputs(pi_ref, reward, beta)
     log_pi_ref = _log(pi_ref)
@@ -241,7 +241,7 @@ def exact_drift(pi_ref, reward, safety, beta) -> np.ndarray:
     Σ π_ref (s − E_ref s)(w − E_ref w), without using E_ref w = 1.
     Symbols → arguments: π_ref → ``pi_ref``, g → ``reward``, s → ``safety``, β → ``beta``.
     Paper: RLVR safety drift, Theorem 2 (proof: the drift identity).
-    Deviation: reconstructed statement (THEORY.md §3); paths with π_ref = 0 are dropped.
+    Deviation: reconstructed statement (docs/theory.md §3); paths with π_ref = 0 are dropped.
     """
     pi_ref, reward, b, s = _tilt_inputs(pi_ref, reward, beta, safety)
     _, log_z = _log_tilt(pi_ref, reward, b)
@@ -258,7 +258,7 @@ def chi2_drift_bound(pi_ref, reward, safety, beta) -> np.ndarray:
     with two paths). χ² from :func:`tilt_chi2` (log space).
     Symbols → arguments: π_ref → ``pi_ref``, g → ``reward``, s → ``safety``, β → ``beta``.
     Paper: RLVR safety drift, Theorem 2 (Safety Drift Upper Bound).
-    Deviation: reconstructed statement (THEORY.md §3).
+    Deviation: reconstructed statement (docs/theory.md §3).
     """
     pi_ref, reward, b, s = _tilt_inputs(pi_ref, reward, beta, safety)
     var_s = _cov(pi_ref, s, s)
@@ -287,7 +287,7 @@ def chi2_drift_bound_unit(pi_ref, reward, beta) -> np.ndarray:
     Follows from :func:`chi2_drift_bound` with Var(s) ≤ ¼ for s ∈ [0, 1].
     Symbols → arguments: π_ref → ``pi_ref``, g → ``reward``, β → ``beta``.
     Paper: RLVR safety drift, Theorem 2 (second inequality).
-    Deviation: reconstructed statement (THEORY.md §3).
+    Deviation: reconstructed statement (docs/theory.md §3).
     """
     return 0.5 * np.sqrt(tilt_chi2(pi_ref, reward, beta))
 
@@ -302,7 +302,7 @@ def invariance_covariance(pi_ref, reward, safety, beta) -> np.ndarray:
     the positive constant e^{−c/β}, which keeps the sign and the zero set.
     Symbols → arguments: π_ref → ``pi_ref``, g → ``reward``, s → ``safety``, β → ``beta``.
     Paper: RLVR safety drift, Proposition 1 (Safety invariance).
-    Deviation: reconstructed statement (THEORY.md §3); the e^{−c/β} scaling is ours (overflow).
+    Deviation: reconstructed statement (docs/theory.md §3); the e^{−c/β} scaling is ours (overflow).
     """
     pi_ref, reward, b, s = _tilt_inputs(pi_ref, reward, beta, safety)
     c = np.max(reward, axis=-1, keepdims=True)
@@ -310,7 +310,7 @@ def invariance_covariance(pi_ref, reward, safety, beta) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# Proposition 2 and the β-derivatives (reconstructed, THEORY.md §3)
+# Proposition 2 and the β-derivatives (reconstructed, docs/theory.md §3)
 # ----------------------------------------------------------------------------------------------
 def tv_bound_tanh(beta) -> np.ndarray:
     """Worst-case total variation of the Gibbs tilt (rewards in [0, 1]): TV ≤ tanh(1/(4β)).
@@ -318,7 +318,7 @@ def tv_bound_tanh(beta) -> np.ndarray:
     Hence |ΔS| ≤ TV ≤ tanh(1/(4β)) for s ∈ [0, 1]. Sharp: two paths with g = (0, 1) and
     π_ref(g=0) = σ(1/(2β)) attain it. Symbols → arguments: β → ``beta`` (float or array, > 0).
     Paper: RLVR safety drift, Proposition 2 (Worst Case Upper Bound).
-    Deviation: reconstructed statement (THEORY.md §3).
+    Deviation: reconstructed statement (docs/theory.md §3).
     """
     b = np.asarray(beta, dtype=np.float64)
     if not np.all(np.isfinite(b)) or np.any(b <= 0):
@@ -334,7 +334,7 @@ def pinsker_bound(kl) -> np.ndarray:
 
     Symbols → arguments: KL(π‖π_ref) → ``kl`` (float or array, ≥ 0; +inf allowed).
     Paper: RLVR safety drift, Proposition 2 (KL-ball form).
-    Deviation: reconstructed statement (THEORY.md §3).
+    Deviation: reconstructed statement (docs/theory.md §3).
     """
     k = np.asarray(kl, dtype=np.float64)
     if np.any(np.isnan(k)) or np.any(k < 0):
@@ -350,7 +350,7 @@ def safety_rate_derivative(pi_ref, reward, safety, beta) -> np.ndarray:
     π_λ ∝ π_ref e^{λ g} is the Gibbs tilt at β = 1/λ; S(λ) = E_{π_λ}[s].
     Symbols → arguments: π_ref → ``pi_ref``, g → ``reward``, s → ``safety``, β → ``beta``.
     Paper: RLVR safety drift, Proposition 2 (β-dependence of the drift).
-    Deviation: reconstructed statement (THEORY.md §3).
+    Deviation: reconstructed statement (docs/theory.md §3).
     """
     pi_ref, reward, b, s = _tilt_inputs(pi_ref, reward, beta, safety)
     log_pi, _ = _log_tilt(pi_ref, reward, b)
@@ -362,7 +362,7 @@ def success_rate_derivative(pi_ref, reward, beta) -> np.ndarray:
 
     Symbols → arguments: π_ref → ``pi_ref``, g → ``reward``, β → ``beta``.
     Paper: RLVR safety drift, Proposition 2 (success is monotone in 1/β).
-    Deviation: reconstructed statement (THEORY.md §3).
+    Deviation: reconstructed statement (docs/theory.md §3).
     """
     pi_ref, reward, b = _tilt_inputs(pi_ref, reward, beta)
     log_pi, _ = _log_tilt(pi_ref, reward, b)
@@ -382,10 +382,10 @@ def zero_correlation_counterexample() -> ZeroCorrelationCounterexample:
     """Data showing zero correlation of s and g does not give invariance when g has ≥ 3 values.
 
     π_ref uniform on 3 paths, g = (0, ½, 1), s = (¾, ¼, ¾), β = 0.2: Cov_{π_ref}(s, g) = 0 but
-    Cov_{π_ref}(s, e^{g/β}) ≠ 0; the drift ΔS = exact_drift(*data) is ≈ +0.129 (THEORY.md §3).
+    Cov_{π_ref}(s, e^{g/β}) ≠ 0; the drift ΔS = exact_drift(*data) is ≈ +0.129 (docs/theory.md §3).
     Fields → symbols: ``pi_ref`` → π_ref, ``reward`` → g, ``safety`` → s, ``beta`` → β.
     Paper: RLVR safety drift, Proposition 1 (the "iff" condition, not the correlation).
-    Deviation: this instance is ours (THEORY.md §3), not in the paper.
+    Deviation: this instance is ours (docs/theory.md §3), not in the paper.
     """
     return ZeroCorrelationCounterexample(
         pi_ref=np.full(3, 1.0 / 3.0),

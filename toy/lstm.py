@@ -8,7 +8,7 @@ Commands (laptop CPU; this toy needs no GPU, ``--device cuda`` runs the same stu
     python -m toy.lstm --preset paper --seeds 20 --out results/lstm20
     python -m toy.lstm --help                      # every option, with its meaning
 
-Setup (seed ``csft_pa_preference_augmented_alignment.txt`` §5.1–5.2; THEORY.md §2)
+Setup (CSFT+PA paper §5.1–5.2; docs/theory.md §2)
 ---------------------------------------------------------------------------------
 For every seed s a *reference* π_ref (the paper's π_aligned) is drawn at random and frozen. Two knobs
 make a random LSTM a usable teacher: its weights are initialised ``ref_init_gain`` (5) times wider than
@@ -167,7 +167,7 @@ class Args:
     delta_span: float = 0.2
     """Increase of δ over training (seed Eq. 7: 0.2, so δ ends at 0.3); delta_start + delta_span >= 0."""
     detach_mu: bool = True
-    """Detach μ_t = KL(π_θ‖π_ref) inside the PA loss (THEORY.md §2: a flag; default detached)."""
+    """Detach μ_t = KL(π_θ‖π_ref) inside the PA loss (docs/theory.md §2: a flag; default detached)."""
     eval_batch: int = 250
     """Sequences per no-grad forward pass (evaluation, reference logits); memory only, same numbers."""
     threads: int = 1

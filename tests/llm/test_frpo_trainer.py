@@ -183,7 +183,7 @@ def test_advantages_reaching_the_loss_are_frpo_advantages_of_returned_rewards(tm
 
 def test_lam_inf_is_grpo_without_std_scaling(tmp_path):
     """λ = inf: FRPO's advantages are TRL GRPO's (scale_rewards='none', loss_type='grpo'), reward-less rows
-    included; the jackknife multiplies them by G/(G−1), the exact λ → inf limit (THEORY.md §1)."""
+    included; the jackknife multiplies them by G/(G−1), the exact λ → inf limit (docs/theory.md §1)."""
     def generation(cls, args):
         trainer = _trainer(tmp_path, reward=digit_reward_with_none, n_prompts=4, cls=cls, args=args)
         batch = next(iter(trainer.get_train_dataloader()))

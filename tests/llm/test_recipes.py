@@ -55,7 +55,7 @@ def test_recipe_parses_and_is_documented(name):
 
 
 def test_recipes_carry_the_papers_hyperparameters():
-    """THEORY.md §1 (public FRPO code) and the CSFT setup, as they reach the config."""
+    """docs/theory.md §1 (public FRPO code) and the CSFT setup, as they reach the config."""
     pairs = [(5.0, 2e-4), (2.0, 5e-4), (1.0, 1e-3), (0.5, 2e-3), (0.2, 5e-3), (0.1, 0.1)]
     for name in ("mistral7b_safety_frpo", "qwen25_7b_safety_frpo"):
         a = load_config(name).align

@@ -273,7 +273,7 @@ def test_math_accuracy_and_over_refusal_are_fractions(world, short_base):
 
 @pytest.mark.slow
 def test_affirmative_downstream_sft_erodes_heldout_refusal_control_does_not():
-    """The forgetting channel of TINY_WORLD.md, on the default world (≈ 30 s unloaded, minutes on a busy CPU)."""
+    """The forgetting channel of docs/tiny_world.md, on the default world (≈ 30 s unloaded, minutes on a busy CPU)."""
     world = build_world(WorldConfig(seed=0))
     base, tok = pretrain_base(world, seed=0, progress=False)
     p0 = refusal_prob(base, tok, world.harmful_eval)

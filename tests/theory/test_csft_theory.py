@@ -1,4 +1,4 @@
-"""CSFT per-token objective and Theorem 4.2 (THEORY.md §2, CSFT+PA seed).
+"""CSFT per-token objective and Theorem 4.2 (docs/theory.md §2, CSFT+PA seed).
 
 Routes: finite differences of the CSFT objective vs the detached-weight (weighted NLL) gradient,
 both in Δ and through a softmax policy's logits; Theorem 4.2's minimizers by closed form vs

@@ -59,7 +59,7 @@ def weights(px, m):
 
 
 def f_ref(f, t):
-    """Generators restated from THEORY.md §1 (on t >= 0)."""
+    """Generators restated from docs/theory.md §1 (on t >= 0)."""
     t = np.asarray(t, dtype=float)
     if f == "kl":
         return np.where(t > 0, t * np.log(np.where(t > 0, t, 1.0)), 0.0)
@@ -132,7 +132,7 @@ def test_kl_dual_matches_kl_primal(prob, rho):
 
 
 def test_primal_does_not_use_dual_code():
-    """The reference must not call what it checks (STYLE.md): only validation and its own helper."""
+    """The reference must not call what it checks: only validation and its own helper."""
     primal = {"fdiv_dro_primal", "kl_dro_primal", "_primal_problem"}
     used = set().union(*(getattr(dro, name).__code__.co_names for name in primal))
     own = {name for mod in (dro, risk) for name, obj in vars(mod).items()
@@ -412,7 +412,7 @@ def test_kl_dual_is_fast():
 
 
 # ---------------------------------------------------------------------------------------------
-# conjugates (THEORY.md §1) against a numerical sup over t >= 0
+# conjugates (docs/theory.md §1) against a numerical sup over t >= 0
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("f, s_max", [("kl", 2.0), ("chi2", 4.0), ("tv", 0.5)])
 def test_conjugates_match_numerical_sup(f, s_max):

@@ -1,4 +1,4 @@
-"""Jackknife and exact small-sample bias (THEORY.md §1, FRPO App. E).
+"""Jackknife and exact small-sample bias (docs/theory.md §1, FRPO App. E).
 
 Routes: the generic jackknife vs a hand-written leave-one-out loop; exact_bias (multinomial counts)
 vs brute-force enumeration of all ordered samples vs Monte Carlo vs the delta-method leading term.
@@ -135,7 +135,7 @@ def test_zero_probability_support_points_are_ignored():
 
 
 # ------------------------------------------------------------------ orders: the log-log slopes
-# Measured with these distributions over G = 4, 8, 16, 32, 64 (THEORY.md §1 reports −1.03 / −1.9):
+# Measured with these distributions over G = 4, 8, 16, 32, 64 (docs/theory.md §1 reports −1.02 / −1.89):
 #   log_mean: plain −1.0157, jackknife −1.8924;  snis: plain −1.0930, jackknife −2.1450.
 @pytest.mark.parametrize("kind, support, probs, plain, jack", [
     ("log_mean", LOG_MEAN_SUPPORT, LOG_MEAN_PROBS, -1.0157, -1.8924),

@@ -1,6 +1,6 @@
 """theory/losses.py against independent naive references (per-group Python loops, direct formulas).
 
-The references below never import the functions they check: they restate THEORY.md §1–2 in the most
+The references below never import the functions they check: they restate docs/theory.md §1–2 in the most
 literal form (explicit loops, no log-space tricks) at moderate magnitudes, in float64.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _float64_default():
 # naive references
 # ---------------------------------------------------------------------------------------------
 def ref_frpo_adv_group(r: np.ndarray, lam: float, jackknife: bool, baseline: bool = True) -> np.ndarray:
-    """THEORY.md §1 closed form, literally, for one group (no scale factor: the λ-scaled Â)."""
+    """docs/theory.md §1 closed form, literally, for one group (no scale factor: the λ-scaled Â)."""
     g = len(r)
     a = r - r.mean()
     w = np.exp(-a / lam)

@@ -1,6 +1,6 @@
-"""theory/risk.py, entropic risk: THEORY.md §1 facts as properties, and an mpmath reference.
+"""theory/risk.py, entropic risk: docs/theory.md §1 facts as properties, and an mpmath reference.
 
-ER_λ(r) = -λ log E_p e^{-r/λ} (FRPO Eq. 3.3 / Remark 3.3). The mpmath reference evaluates the
+ER_λ(r) = -λ log E_p e^{-r/λ} (FRPO Remark 3.3). The mpmath reference evaluates the
 definition literally at 60 digits (no shift, no log1p), so it shares nothing with the code it checks.
 """
 from __future__ import annotations
@@ -170,7 +170,7 @@ def test_matches_mpmath(vp, x):
 @settings(max_examples=25)
 @given(dist(n_min=2, scale=1.0))
 def test_cumulant_expansion(vp):
-    """(ER - κ1 + κ2/(2λ)) λ² -> κ3/6, and the next term is -κ4/(24λ) (THEORY.md §1)."""
+    """(ER - κ1 + κ2/(2λ)) λ² -> κ3/6, and the next term is -κ4/(24λ) (docs/theory.md §1)."""
     v, p = vp
     k1, k2, k3, k4 = mp_cumulants(v, p)
     assume(k2 > 1e-3)

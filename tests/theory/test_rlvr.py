@@ -1,4 +1,4 @@
-"""RLVR safety-drift theory (THEORY.md §3): every statement as a property, every route compared.
+"""RLVR safety-drift theory (docs/theory.md §3): every statement as a property, every route compared.
 
 Routes: closed-form Gibbs tilt vs the cvxpy primal; covariance identity vs direct difference vs
 numpy's weighted covariance; log-space χ² vs the divergence of the computed tilt; analytic
@@ -230,7 +230,7 @@ def test_zero_correlation_counterexample_moves_safety():
     e = np.exp([0.0, 2.5, 5.0])
     closed = (0.75 * (e[0] + e[2]) + 0.25 * e[1]) / e.sum() - 7 / 12
     assert abs(drift - closed) <= TOL["float64"]
-    assert abs(drift - 0.129) <= 5e-4  # THEORY.md §3: "ΔS = +0.129 at β = 0.2"
+    assert abs(drift - 0.129) <= 5e-4  # docs/theory.md §3: ΔS = +0.129 at β = 0.2
     assert abs(drift - 0.12897229268516835) <= TOL["float64"]  # measured
     assert invariance_covariance(pi_ref, g, s, beta) > 0  # the "iff" test sees it
 
