@@ -9,7 +9,8 @@
 The framework is ``theory.ledger``; the checks are ``theory.claims_frpo`` (surrogate, advantages,
 baseline), ``theory.claims_frpo_dro`` (Lemma 3.1, Remarks 3.2/3.3, entropic risk),
 ``theory.claims_frpo_jackknife`` (App. E), ``theory.claims_csft`` and ``theory.claims_rlvr``; the broken
-versions the mutation check swaps in are ``theory.claims_mutations``.
+versions the mutation check swaps in are ``theory.claims_mutations`` (losses) and
+``theory.claims_mutations_math`` (the rest).
 """
 from __future__ import annotations
 

@@ -15,8 +15,9 @@ the code is wrong), ``error`` (the check raised).
 
 Every checkable claim names the functions it checks (``checks``: "module.function") and the
 deliberately broken versions of them it must catch (``mutants``: names from
-``theory.claims_mutations``). ``python -m theory.claims --mutants`` swaps each one in and reports
-whether the row's verdict changes; ``tests/theory/test_ledger_mutations.py`` fails if one does not.
+``theory.claims_mutations`` and ``theory.claims_mutations_math``). ``python -m theory.claims --mutants``
+swaps each one in and reports whether the row's verdict changes; ``tests/theory/test_ledger_mutations.py``
+fails if one does not.
 """
 from __future__ import annotations
 
@@ -125,7 +126,7 @@ def run_claim(c: Claim) -> Row:
 
 
 # ---------------------------------------------------------------------------------------------
-# mutations: deliberately broken versions of the checked functions (defined in claims_mutations)
+# mutations: deliberately broken versions of the checked functions (defined in claims_mutations*)
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Mutation:
@@ -238,8 +239,8 @@ RLVR = "RLVR drift"
 # ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
-CHECK_MODULES = ("theory.claims_frpo", "theory.claims_frpo_dro", "theory.claims_frpo_jackknife",
-                 "theory.claims_csft", "theory.claims_rlvr", "theory.claims_mutations")
+CHECK_MODULES = ("theory.claims_frpo", "theory.claims_frpo_dro", "theory.claims_frpo_jackknife", "theory.claims_csft",
+                 "theory.claims_rlvr", "theory.claims_mutations", "theory.claims_mutations_math")
 
 
 def _load_all_checks() -> None:

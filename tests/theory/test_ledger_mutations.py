@@ -58,10 +58,14 @@ def test_mutant_changes_the_rows_verdict(monkeypatch, unmutated, claim_id, mutan
     assert row.verdict != ERROR, f"{mutant} crashed the check instead of being caught: {row.measured}"
 
 
-def test_cli_mutation_sweep_reports_and_exits_zero(capsys):
+def test_cli_mutation_sweep_reports_exits_zero_and_restores_the_functions(capsys):
+    from theory import losses, rlvr
+
+    originals = rlvr.pinsker_bound, losses.frpo_advantages
     assert main(["--mutants", "--only", "rlvr.pinsker,frpo.no_baseline_sign_jackknife"]) == 0
     out = capsys.readouterr().out
     assert "pinsker_bound.no_half" in out and "2/2 checkable claims flip" in out and "4/4 mutants caught" in out
+    assert (rlvr.pinsker_bound, losses.frpo_advantages) == originals
 
 
 def test_cli_mutation_sweep_fails_for_a_row_without_mutants(capsys):
