@@ -87,6 +87,7 @@ class DownstreamTracker(TrainerCallback):
         kl_estimator: "rb" (exact per-token KL summed along each sample; default) or "mc" (log-ratio).
         stop_kl: stop the training (``control.should_training_stop``) at the first measurement whose KL
             is at least this many nats; 0 = never.
+        per_prompt: also record each reward's per-probe means (``reward_per_prompt/<name>``, a list).
 
     Rows in :attr:`history` (and the JSONL): ``{"step", "kl", "kl_se", "kl_mc", "kl_mc_se", "kl_estimator",
     "reward/<name>", "task/<key>"}`` (a task metric may also return a list, e.g. per-prompt values);
@@ -102,7 +103,7 @@ class DownstreamTracker(TrainerCallback):
                  task_metric: Callable[[Any, Any], Mapping[str, float]] | None = None,
                  jsonl_path: str | os.PathLike | None = None, seed: int = 0, batch_size: int = 16,
                  reference: str = "auto", tokenizer=None, at_train_end: bool = True, kl_estimator: str = "rb",
-                 stop_kl: float = 0.0):
+                 stop_kl: float = 0.0, per_prompt: bool = False):
         if not probe_prompts:
             raise ValueError("probe_prompts is empty; pass at least one prompt (string or conversation).")
         for name, value in (("every", every), ("num_samples", num_samples),
@@ -133,7 +134,7 @@ class DownstreamTracker(TrainerCallback):
         self.task_metric, self.seed, self.batch_size = task_metric, seed, batch_size
         self.jsonl_path = None if jsonl_path is None else os.fspath(jsonl_path)
         self.reference, self.tokenizer, self.at_train_end = reference, tokenizer, at_train_end
-        self.kl_estimator, self.stop_kl = kl_estimator, float(stop_kl)
+        self.kl_estimator, self.stop_kl, self.per_prompt = kl_estimator, float(stop_kl), per_prompt
         self.stopped_at: int | None = None
         """The step at which ``stop_kl`` ended the training (None: it did not)."""
         self.reference_mode: str | None = None
@@ -270,4 +271,7 @@ class DownstreamTracker(TrainerCallback):
         for name, func in self.reward_funcs.items():
             values = func(prompts=prompts, completions=completions, **columns)
             out[f"reward/{name}"] = _mean_ignoring_none(values)
+            if self.per_prompt:
+                out[f"reward_per_prompt/{name}"] = [_mean_ignoring_none(values[i * k:(i + 1) * k])
+                                                    for i in range(len(self.probe_prompts))]
         return out

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,16 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 VLLM_MODES = ("colocate", "server")
 # downstream keys that per_dataset may not override
 _NOT_PER_DATASET = ("datasets", "per_dataset")
+
+
+BENCHMARKS = ("math500", "mbpp_plus")
+PLAIN_NAME = "a plain name: letters, digits, '.', '_' and '-', starting with a letter or digit (not '.' or '..')"
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def is_plain_name(name: str) -> bool:
+    """A name usable as one directory level: no separators, no '.'/'..', no spaces or shell-odd characters."""
+    return isinstance(name, str) and _PLAIN.fullmatch(name) is not None and name not in (".", "..")
 
 
 class ConfigError(ValueError):
@@ -75,6 +86,9 @@ class BaseSection:
     dtype: str = "auto"
     """Weights dtype of hub/local models (training, merging, evaluation): "auto" (bfloat16 when bf16 is
     on, else float32), "bfloat16", "float16" or "float32"."""
+    seed: Optional[int] = None
+    """Tiny world only: pretrain ONE base with this seed and share it across all `seeds` (the seeds then vary
+    alignment and downstream only, and the base's cost is paid once); null: every seed pretrains its own."""
     pretrain_steps: int = 1500
     """Tiny world only: next-token pretraining steps of the base policy."""
     learning_rate: float = 3e-3
@@ -85,6 +99,18 @@ class BaseSection:
     """Tiny world only: Llama hidden size."""
     num_layers: int = 2
     """Tiny world only: Llama layers."""
+    sft_dataset: str = ""
+    """Hub/local/asset models: a short safety SFT warm start of the model on this dataset spec before alignment
+    (llm.warmstart; e.g. "refusals+lookalikes:train": refusal demonstrations on the HarmBench train behaviours
+    and answered benign look-alikes), giving weak guardrails where GRPO has a signal; empty: the model as is."""
+    sft_steps: int = 30
+    """Warm start (sft_dataset): optimizer steps."""
+    sft_learning_rate: float = 1e-4
+    """Warm start: AdamW learning rate (constant)."""
+    sft_batch_size: int = 8
+    """Warm start: sequences per step."""
+    sft_lora_r: int = 16
+    """Warm start: LoRA rank on all linear layers, merged into the saved base (0 = full fine-tuning)."""
 
 
 @dataclass
@@ -204,6 +230,17 @@ class DownstreamSection:
     """Held-out probe prompts used by the tracker (harmful prompts for safety, math problems for math)."""
     probe_samples: int = 4
     """Completions sampled per probe prompt by the tracker."""
+    kl_estimator: str = "rb"
+    """KL(π‖π_aligned) estimator of the tracker and the evaluation: "rb" (exact per-token KL of the two
+    next-token distributions summed along sampled responses; never negative, low variance) or "mc" (the
+    sampled log-ratio)."""
+    stop_kl: float = 0.0
+    """Stop the downstream run at the first tracking step whose KL to the aligned model reaches this many nats
+    (the dose in KL, not steps; `steps` is then the cap); 0 = run all steps. Needs track_every > 0."""
+    kl_grid: list[float] = field(default_factory=list)
+    """KL values (nats) at which the report compares arms (matched-KL table): each tracked (KL, metric)
+    trajectory is interpolated there, a seed that never reaches a point is missing for it. Empty: 5 points
+    evenly spaced up to the largest KL that every trajectory of the run reaches."""
 
 
 @dataclass
@@ -236,6 +273,10 @@ class EvalSection:
     """Sampling temperature of evaluation completions (0: greedy, one completion per prompt); math is greedy."""
     batch_size: int = 16
     """Prompts per generate call (dataset specs)."""
+    benchmarks: list[str] = field(default_factory=list)
+    """The papers' standard evaluations of each trained model (llm.standard_evals): "math500" (lm-eval-harness
+    minerva_math500, chat template + boxed system prompt) and "mbpp_plus" (evalplus, code run in its
+    sandbox), each optionally ":<local data file>" for an offline machine, e.g. [math500:/data/math500.jsonl]."""
 
 
 @dataclass
@@ -265,6 +306,16 @@ class RunConfig:
     """"colocate" (vLLM shares the training GPUs) or "server" (a separate `trl vllm-serve`)."""
     vllm_gpu_memory_utilization: float = 0.3
     """colocate: fraction of each GPU's memory vLLM may take."""
+    ddp_timeout: int = 1800
+    """Seconds a collective (barrier, broadcast, NCCL op) may wait before the process group fails; the process
+    group is created with it (llm.dist.Dist), so main-process-only work (dataset subsetting, LoRA merge,
+    saving) has this long while the other ranks wait."""
+    keep_checkpoints: bool = False
+    """Keep <stage>/ckpt (weights + optimizer states, ~85 GB for a 7B full fine-tune) after a stage is DONE;
+    false: removed then (a DONE stage is never resumed from its checkpoints)."""
+    judge_template: str = "official"
+    """Rubric of the StrongREJECT / HarmBench judges (align rewards and eval): "official" (the judges' published
+    prompts), "paraphrase", or a text file with {prompt} and {response}."""
     world: dict = field(default_factory=dict)
     """Overrides of llm.world.WorldConfig fields (tiny world only)."""
     base: BaseSection = field(default_factory=BaseSection)
@@ -379,6 +430,12 @@ def _validate_downstream(d: "DownstreamSection", key: str) -> None:
     for k in ("batch_size", "probe_prompts", "probe_samples", "gradient_accumulation_steps", "max_length"):
         _check(getattr(d, k) >= 1, f"{key}.{k}", getattr(d, k), ">= 1")
     _check(d.track_every >= 0, f"{key}.track_every", d.track_every, ">= 0 (0 = no tracking callback)")
+    _check(d.kl_estimator in ("rb", "mc"), f"{key}.kl_estimator", d.kl_estimator, "rb | mc")
+    _check(math.isfinite(d.stop_kl) and d.stop_kl >= 0, f"{key}.stop_kl", d.stop_kl, "a finite number >= 0 (0 = off)")
+    _check(d.stop_kl == 0 or d.track_every > 0, f"{key}.stop_kl", d.stop_kl, "0 when track_every = 0",
+           "the KL is measured by the tracker: set track_every > 0")
+    _check(all(math.isfinite(k) and k > 0 for k in d.kl_grid) and list(d.kl_grid) == sorted(set(d.kl_grid)),
+           f"{key}.kl_grid", d.kl_grid, "increasing positive finite KL values (nats), or [] for automatic")
     _check(d.steps >= 0, f"{key}.steps", d.steps, ">= 0 (0 = train for `epochs` epochs)")
     _check(d.epochs > 0, f"{key}.epochs", d.epochs, "> 0")
     _check(d.max_rows >= 0, f"{key}.max_rows", d.max_rows, ">= 0 (0 = all rows)")
@@ -430,16 +487,30 @@ def validate(cfg: RunConfig) -> None:
     _check(len(set(cfg.seeds)) == len(cfg.seeds), "seeds", cfg.seeds, "distinct seeds")
     _check(cfg.device in ("auto", "cpu", "cuda"), "device", cfg.device, "auto | cpu | cuda")
     _check(cfg.report_to in ("none", "tensorboard", "wandb"), "report_to", cfg.report_to, "none | tensorboard | wandb")
-    _check(bool(cfg.run_name) and "/" not in cfg.run_name, "run_name", cfg.run_name, "a non-empty name without '/'")
+    _check(is_plain_name(cfg.run_name), "run_name", cfg.run_name, PLAIN_NAME,
+           "the run directory is output_dir/run_name; e.g. run_name=qwen_safety_v2")
+    _check(cfg.ddp_timeout >= 1, "ddp_timeout", cfg.ddp_timeout, ">= 1 second (e.g. 1800)")
+    _check(cfg.judge_template in ("official", "paraphrase") or Path(cfg.judge_template).expanduser().is_file(),
+           "judge_template", cfg.judge_template, "official | paraphrase | an existing text file")
+    for i, spec in enumerate(cfg.eval.benchmarks):
+        _check(spec.partition(":")[0] in BENCHMARKS and (":" not in spec or bool(spec.partition(":")[2].strip())),
+               f"eval.benchmarks.{i}", spec, " | ".join(f"{b}[:<local file>]" for b in BENCHMARKS))
     _check(cfg.vllm_mode in VLLM_MODES, "vllm_mode", cfg.vllm_mode, " | ".join(VLLM_MODES))
     _check(0 < cfg.vllm_gpu_memory_utilization <= 1, "vllm_gpu_memory_utilization",
            cfg.vllm_gpu_memory_utilization, "(0, 1]")
     b = cfg.base
     _check(bool(b.model.strip()), "base.model", b.model, "'tiny-world', a hub id or a local path")
     _check(b.dtype in DTYPES, "base.dtype", b.dtype, " | ".join(DTYPES))
+    _check(b.seed is None or b.seed >= 0, "base.seed", b.seed, "null or an integer >= 0")
     for k in ("pretrain_steps", "batch_size", "hidden_size", "num_layers"):
         _check(getattr(b, k) >= 1, f"base.{k}", getattr(b, k), ">= 1")
     _check(b.learning_rate > 0, "base.learning_rate", b.learning_rate, "> 0")
+    _check(b.model != "tiny-world" or not b.sft_dataset, "base.sft_dataset", b.sft_dataset, "'' with the tiny world",
+           "the tiny world pretrains its own guardrails (base.pretrain_steps)")
+    for k in ("sft_steps", "sft_batch_size"):
+        _check(getattr(b, k) >= 1, f"base.{k}", getattr(b, k), ">= 1")
+    _check(b.sft_learning_rate > 0, "base.sft_learning_rate", b.sft_learning_rate, "> 0")
+    _check(b.sft_lora_r >= 0, "base.sft_lora_r", b.sft_lora_r, ">= 0 (0 = full fine-tuning)")
     a = cfg.align
     _check(a.reward in REWARDS, "align.reward", a.reward, " | ".join(REWARDS))
     _check_spec_list("align.reward_funcs", a.reward_funcs)
@@ -465,7 +536,7 @@ def validate(cfg: RunConfig) -> None:
     _check(len(set(names)) == len(names), "align.arms[].name", names, "unique names")
     for i, arm in enumerate(a.arms):
         key = f"align.arms.{i}"
-        _check(bool(arm.name) and "/" not in arm.name, f"{key}.name", arm.name, "a non-empty name without '/'")
+        _check(is_plain_name(arm.name), f"{key}.name", arm.name, PLAIN_NAME, "arm names become directories")
         _check(arm.algo in ALGOS, f"{key}.algo", arm.algo, " | ".join(ALGOS))
         _check(not math.isnan(arm.lam) and arm.lam > 0, f"{key}.lam", arm.lam, "(0, inf]",
                "λ is FRPO's temperature: small = robust, inf = GRPO")

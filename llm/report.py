@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from llm import matched as M  # noqa: E402
 from llm.io import atomic_write_text  # noqa: E402
 from theory.stats import mean_ci  # noqa: E402
 
@@ -105,32 +106,137 @@ def paired_differences(eval_rows: list[dict], arms: list[str], kinds: list[str],
     return "\n".join(lines)
 
 
-def plot_reward_vs_kl(track_rows: list[dict], reward_key: str, path: Path) -> Optional[Path]:
-    """Retained reward against KL to the aligned model during downstream, one line per (arm, kind)."""
-    if not track_rows:
+def _trajectories(track_rows: list[dict], key: str) -> dict[tuple, dict[int, tuple[list, list]]]:
+    """(arm, kind) → seed → (KLs, values) in step order, the points where both are present."""
+    out: dict[tuple, dict[int, tuple[list, list]]] = defaultdict(dict)
+    for (arm, kind, seed), rows in _group(track_rows, ("arm", "kind", "seed")).items():
+        pts = sorted((r["step"], r["kl"], r[key]) for r in rows
+                     if r.get("kl") is not None and isinstance(r.get(key), (int, float)))
+        if pts:
+            out[(arm, kind)][seed] = ([max(0.0, k) for _, k, _ in pts], [v for _, _, v in pts])
+    return out
+
+
+def _fmt_band(band) -> str:
+    m, lo, hi = band
+    return "n/a" if math.isnan(m) else f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def matched_kl(track_rows: list[dict], arms: list[str], kinds: list[str], key: str,
+               grid: Optional[list[float]] = None) -> dict:
+    """The matched-KL reading per downstream kind: grid, per-arm per-seed values, AUCs (see llm.matched)."""
+    trajs = _trajectories(track_rows, key)
+    out = {}
+    for kind in kinds:
+        per_arm = {a: trajs.get((a, kind), {}) for a in arms}
+        all_kls = [k for seeds in per_arm.values() for k, _ in seeds.values()]
+        if not all_kls:
+            continue
+        g = M.kl_grid(all_kls, grid or [])
+        top = M.common_kl(all_kls)
+        values = {a: {s: M.first_passage(k, v, g) for s, (k, v) in seeds.items()} for a, seeds in per_arm.items()}
+        aucs = {a: {s: M.normalized_auc(k, v, top) for s, (k, v) in seeds.items()} for a, seeds in per_arm.items()}
+        ends = {a: {s: k[-1] for s, (k, _) in seeds.items()} for a, seeds in per_arm.items()}
+        out[kind] = {"grid": g, "common_kl": top, "values": values, "auc": aucs, "end_kl": ends}
+    return out
+
+
+def matched_kl_table(reading: dict, arms: list[str], label: str) -> str:
+    """Markdown: per kind, one row per KL grid point — each arm's mean [95% bootstrap CI] (n seeds) and the
+    paired per-seed difference to the first arm (mean ± 95% t-CI, n) — then the normalized AUC row."""
+    if not reading:
+        return ""
+    ref = arms[0]
+    lines = []
+    for kind, r in reading.items():
+        head = "| KL to aligned (nats) | " + " | ".join(f"{a}" for a in arms)
+        head += "".join(f" | {a} − {ref} (paired)" for a in arms[1:]) + " |"
+        lines += [f"**{kind}** — {label} at matched KL (first passage; mean [95% bootstrap CI] over seeds, "
+                  "n = seeds reaching that KL)", "", head, "|" + "---|" * (1 + 2 * len(arms) - 1)]
+        for j, g in enumerate(r["grid"]):
+            cells = []
+            for a in arms:
+                vals = [v[j] for v in r["values"][a].values() if v[j] is not None]
+                cells.append(f"{_fmt_band(M.bootstrap_band(vals))} (n={len(vals)})")
+            for a in arms[1:]:
+                common = sorted(set(r["values"][a]) & set(r["values"][ref]))
+                diffs = [r["values"][a][s][j] - r["values"][ref][s][j] for s in common
+                         if r["values"][a][s][j] is not None and r["values"][ref][s][j] is not None]
+                cells.append(f"{mean_ci(diffs)} (n={len(diffs)})")
+            mid = " ← middle" if j == len(r["grid"]) // 2 else ""
+            lines.append(f"| {g:.3g}{mid} | " + " | ".join(cells) + " |")
+        cells = []
+        for a in arms:
+            vals = [v for v in r["auc"][a].values() if v is not None]
+            cells.append(f"{_fmt_band(M.bootstrap_band(vals))} (n={len(vals)})")
+        for a in arms[1:]:
+            common = sorted(set(r["auc"][a]) & set(r["auc"][ref]))
+            diffs = [r["auc"][a][s] - r["auc"][ref][s] for s in common
+                     if r["auc"][a][s] is not None and r["auc"][ref][s] is not None]
+            cells.append(f"{mean_ci(diffs)} (n={len(diffs)})")
+        lines.append(f"| AUC / K, K = {r['common_kl']:.3g} | " + " | ".join(cells) + " |")
+        ends = [k for a in arms for k in r["end_kl"][a].values()]
+        if ends:
+            lines += ["", f"End-of-run KL over all seeds and arms: {min(ends):.3g} – {max(ends):.3g} nats "
+                          f"(ratio {max(ends) / max(min(ends), 1e-12):.2f})."]
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def plot_reward_vs_kl(track_rows: list[dict], reward_key: str, path: Path, *, arms: Optional[list[str]] = None,
+                      grid: Optional[list[float]] = None, per_prompt_key: Optional[str] = None,
+                      ylabel: Optional[str] = None) -> Optional[Path]:
+    """Retained metric against KL to the aligned model during downstream, one panel per downstream kind.
+
+    Faint lines: each (seed, arm) trajectory as tracked. Thick line + band: each arm's mean over seeds on the
+    matched-KL grid (first passage) with its 95% percentile-bootstrap band (inside [0, 1] for rates).
+    Dashed: the certified worst case of the aligned model (KL-DRO lower bound at each radius, mean over
+    seeds), from the step-0 per-prompt values ``per_prompt_key`` when the rows carry them.
+    """
+    trajs = _trajectories(track_rows, reward_key)
+    if not trajs:
         return None
-    by = _group(track_rows, ("arm", "kind"))
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for (arm, kind), rows in sorted(by.items()):
-        steps = sorted({r["step"] for r in rows})
-        xs, ys, yerr = [], [], []
-        for st in steps:
-            at = [r for r in rows if r["step"] == st]
-            kl = mean_ci([r.get("kl") for r in at])
-            rew = mean_ci([r.get(reward_key) for r in at])
-            if math.isnan(kl.mean) or math.isnan(rew.mean):
-                continue
-            xs.append(max(kl.mean, 0.0))
-            ys.append(rew.mean)
-            yerr.append(0.0 if math.isnan(rew.half_width) else rew.half_width)
-        if xs:
-            ax.errorbar(xs, ys, yerr=yerr, marker="o", ms=3, capsize=2, label=f"{arm} / {kind}")
-    ax.set_xlabel("sequence KL to the aligned model (probe prompts)")
-    ax.set_ylabel(f"retained {reward_key.split('/', 1)[-1]} reward")
-    ax.set_title("Retained reward vs KL during downstream (mean ± 95% CI)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    arms = arms or sorted({a for a, _ in trajs})
+    kinds = sorted({k for _, k in trajs})
+    reading = matched_kl(track_rows, arms, kinds, reward_key, grid)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(max(7.5, 5.5 * len(kinds)), 5.2), squeeze=False)
+    colors = {a: f"C{i}" for i, a in enumerate(arms)}
+    for ax, kind in zip(axes[0], kinds):
+        r = reading.get(kind)
+        xmax = max((max(k) for a in arms for k, _ in trajs.get((a, kind), {}).values()), default=1.0)
+        if r and r["grid"]:
+            xmax = min(xmax, 1.15 * r["grid"][-1])
+        for a in arms:
+            for k, v in trajs.get((a, kind), {}).values():
+                ax.plot(k, v, color=colors[a], alpha=0.15, lw=0.8)
+            if r and r["grid"]:
+                bands = [M.bootstrap_band([v[j] for v in r["values"][a].values() if v[j] is not None])
+                         for j in range(len(r["grid"]))]
+                xs = [0.0] + r["grid"]
+                start = [v[0] for k, v in trajs.get((a, kind), {}).values()]
+                b0 = M.bootstrap_band(start)
+                mean = [b0[0]] + [b[0] for b in bands]
+                ax.plot(xs, mean, color=colors[a], lw=2.2, marker="o", ms=3.5, label=f"{a}: mean over seeds")
+                ax.fill_between(xs, [b0[1]] + [b[1] for b in bands], [b0[2]] + [b[2] for b in bands],
+                                color=colors[a], alpha=0.18, lw=0, label=f"{a}: 95% bootstrap band")
+            if per_prompt_key:
+                rows0 = [row for row in track_rows if row.get("arm") == a and row.get("kind") == kind
+                         and row.get("step") == 0 and isinstance(row.get(per_prompt_key), list)]
+                if rows0:
+                    rhos = np.linspace(0.0, xmax, 60)
+                    curves = np.array([M.dro_lower_bound(row[per_prompt_key], rhos) for row in rows0])
+                    ax.plot(rhos, curves.mean(0), color=colors[a], ls="--", lw=1.4,
+                            label=f"{a}: certified worst case (KL-DRO)")
+        ax.set_xlim(0.0, xmax)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("sequence KL to the aligned model (nats, mean over probe prompts)")
+        ax.set_ylabel(ylabel or f"retained {reward_key.split('/', 1)[-1]}")
+        ax.set_title(f"downstream: {kind}", fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.suptitle("Retained metric vs KL during downstream fine-tuning (faint: one line per seed)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
     _save_fig(fig, path)
     return path
 
@@ -167,32 +273,101 @@ def _save_fig(fig, path: Path) -> None:
     tmp.replace(path)
 
 
+TRACK_LABELS = {
+    "task/refusal_prob": "refusal probability (first token, held-out harmful probes)",
+    "reward/safety": "safety reward (keyword judge, sampled, probe prompts)",
+    "reward/math": "math reward (probe problems)",
+    "task/math_accuracy": "arithmetic accuracy (greedy)",
+}
+
+
+def track_key_for(reward: str, track_rows: list[dict]) -> tuple[str, Optional[str]]:
+    """(tracked headline key, its per-prompt key) of a run: the exact first-token refusal probability when the
+    rows carry it (tiny world), else the sampled safety / math reward."""
+    if reward == "safety" and any("task/refusal_prob" in r for r in track_rows):
+        return "task/refusal_prob", "task/refusal_prob_per_prompt"
+    return (f"reward/{reward}", f"reward_per_prompt/{reward}")
+
+
+def alignment_match_table(eval_rows: list[dict], arms: list[str], tolerance: float = 0.2) -> tuple[str, bool]:
+    """Each arm's KL to the base after alignment (mean ± 95% CI) and its ratio to the first arm, paired per
+    seed; the arms count as matched when every arm's mean KL is within ``tolerance`` of the first arm's."""
+    by = _group([r for r in eval_rows if r.get("stage") == "aligned"], ("arm", "seed"))
+    ref = arms[0]
+    lines = ["| arm | KL to the base after alignment (nats) | ratio to " + ref + " (mean of per-seed ratios) |",
+             "|---|---|---|"]
+    means = {}
+    for a in arms:
+        kls = [rows[0].get("eval/kl_to_base") for (arm, _), rows in by.items() if arm == a]
+        ci = mean_ci(kls)
+        means[a] = ci.mean
+        ratios = [by[(a, s)][0].get("eval/kl_to_base") / by[(ref, s)][0]["eval/kl_to_base"]
+                  for (arm, s) in by if arm == a and (ref, s) in by
+                  and by[(a, s)][0].get("eval/kl_to_base") is not None
+                  and (by[(ref, s)][0].get("eval/kl_to_base") or 0) > 0]
+        lines.append(f"| {a} | {ci} | {mean_ci(ratios)} |")
+    valid = [m for m in means.values() if not math.isnan(m)]
+    matched = bool(valid) and len(valid) == len(arms) and all(
+        abs(means[a] - means[ref]) <= tolerance * means[ref] for a in arms)
+    return "\n".join(lines), matched
+
+
 def write_report(run_dir: Path, *, title: str, config_text: str, arms: list[str], kinds: list[str],
-                 reward: str, eval_rows: list[dict], track_rows: list[dict], timings: dict) -> str:
-    """Write report.md and the PNGs into ``run_dir``; return the retention table (markdown)."""
+                 reward: str, eval_rows: list[dict], track_rows: list[dict], timings: dict,
+                 kl_grid: Optional[list[float]] = None, kl_estimator: str = "rb") -> str:
+    """Write report.md and the PNGs into ``run_dir``; return what `llm.run` prints: the matched-KL table
+    first, then the end-of-run retention table."""
     run_dir = Path(run_dir)
     headline = HEADLINE[reward]
     # the labelled metrics first, then any other eval/ metric a run produced (judges, prompt variants)
     metrics = [m for m in METRIC_LABELS if any(m in r for r in eval_rows)]
     metrics += sorted({k for r in eval_rows for k in r if k.startswith("eval/") and k not in METRIC_LABELS})
     stages = ["base", "aligned"] + [f"downstream/{k}" for k in kinds]
-    track_key = "reward/safety" if reward == "safety" else "reward/math"
-    plot1 = plot_reward_vs_kl(track_rows, track_key, run_dir / "reward_vs_kl.png")
+    track_key, per_prompt_key = track_key_for(reward, track_rows)
+    label = TRACK_LABELS.get(track_key, track_key)
+    plot1 = plot_reward_vs_kl(track_rows, track_key, run_dir / "reward_vs_kl.png", arms=arms, grid=kl_grid,
+                              per_prompt_key=per_prompt_key if reward == "safety" else None, ylabel=label)
     plot2 = plot_before_after(eval_rows, arms, kinds, headline, run_dir / "before_after.png")
+    reading = matched_kl(track_rows, arms, kinds, track_key, kl_grid)
+    matched_table = matched_kl_table(reading, arms, label)
     retention = retention_table(eval_rows, arms, kinds, headline)
     paired = paired_differences(eval_rows, arms, kinds, headline)
-    seeds = sorted({r["seed"] for r in eval_rows})
+    align_table, aligned_matched = alignment_match_table(eval_rows, arms)
+    seeds = sorted({r["seed"] for r in eval_rows if r.get("stage") != "base" or not r.get("shared")})
+    shared = [r["seed"] for r in eval_rows if r.get("stage") == "base" and r.get("shared")]
     parts = [
         f"# {title}",
         "",
-        f"Seeds: {seeds} (intervals are mean ± 95% Student-t CI over seeds; a single seed shows the mean only).",
+        f"Seeds: {seeds} (n = {len(seeds)})" + (f"; one base model shared by all seeds (base seed {shared[0]})"
+                                                if shared else "; each seed pretrains its own base") + ".",
         "",
-        "## Retention after downstream fine-tuning",
+        "## Retained safety at matched KL (headline)",
+        "",
+        f"Each downstream run is tracked every few steps: the sequence KL to the aligned model on the probe "
+        f"prompts (estimator: **{'Rao–Blackwellized per-token KL' if kl_estimator == 'rb' else 'sampled log-ratio'}**"
+        f", `{kl_estimator}`) and the {label}. Arms are compared at equal KL — the dose of the fine-tuning — "
+        "not at equal steps: a run's value at KL g is interpolated where its KL first reaches g; a seed that "
+        "never reaches g is missing there (never extrapolated). *AUC / K* is the area under the curve up to the "
+        "common KL K (the largest KL every run reaches), divided by K. Paired differences are per seed "
+        "(mean ± 95% Student-t CI).",
+        "",
+        matched_table or "(no tracked downstream runs)",
+        "",
+        "## Alignment dose",
+        "",
+        align_table,
+        "",
+        "The arms' KL to the base after alignment " + ("agree within 20%: **matched**." if aligned_matched
+                                                       else "differ by more than 20%: **not matched** — part of a "
+                                                            "difference downstream may come from how far "
+                                                            "alignment moved each arm."),
+        "",
+        "## Retention after downstream fine-tuning (end of run)",
         "",
         f"Headline metric: **{METRIC_LABELS.get(headline, headline)}** on held-out prompts, measured on the "
         "aligned model and again after the downstream fine-tuning. *Retained* is after/aligned per seed: "
-        "1.0 means nothing was forgotten. Compare arms at similar *KL to aligned* — an arm that moved less "
-        "is not necessarily more robust, it may just have been fine-tuned less effectively.",
+        "1.0 means nothing was forgotten. These are end-of-run numbers at whatever KL each run ended; the "
+        "matched-KL table above is the comparison to read.",
         "",
         retention,
         "",
@@ -206,15 +381,19 @@ def write_report(run_dir: Path, *, title: str, config_text: str, arms: list[str]
         "",
     ]
     if plot1:
-        parts += ["`reward_vs_kl.png`: the retained reward (tracking callback, probe prompts) against the "
-                  "sequence KL to the aligned model along the downstream run. A robust arm's curve stays "
-                  "high as KL grows (the FRPO paper's Figure 2 reading).", "",
+        parts += ["`reward_vs_kl.png`: the tracked metric against the KL to the aligned model along the downstream "
+                  "run — faint lines per seed, each arm's mean on the KL grid with a 95% bootstrap band, and "
+                  "dashed the certified worst case of the aligned model (the KL-DRO lower bound at each radius, "
+                  "the quantity FRPO optimizes). A robust arm's curve stays high as KL grows (the FRPO paper's "
+                  "Figure 2 reading).", "",
                   "![reward vs KL](reward_vs_kl.png)", ""]
     if plot2:
         parts += ["`before_after.png`: the headline metric per arm before and after each downstream kind.", "",
                   "![before/after](before_after.png)", ""]
-    parts += ["## Timings", "", "| stage | seconds |", "|---|---|"]
+    parts += ["## Timings", "", "Seconds per stage kind, summed over seeds and arms as each stage ran (a resumed "
+              "rerun keeps the times stored in each stage's DONE.json).", "", "| stage | seconds |", "|---|---|"]
     parts += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     parts += ["", "## Resolved config", "", "```yaml", config_text.rstrip(), "```", ""]
     atomic_write_text(run_dir / "report.md", "\n".join(parts))
-    return retention + ("\n\n" + paired if paired else "")
+    printed = [matched_table, retention, paired]
+    return "\n\n".join(p for p in printed if p)

@@ -92,21 +92,34 @@ def _tracker_factory(cfg: RunConfig, sets, dataset: str, seed: int, jsonl: Path,
     columns = {c: [r.get(c) for r in probes] for c in ("kind", "answer") if any(c in r for r in probes)}
     math_rows = sets.math.rows if sets.math.tiny else sets.math.rows[: d.probe_prompts]
 
+    # the tiny world's refusal is decided by the first response token: track its exact probability per probe
+    # (no sampling noise; the matched-KL headline and the KL-DRO curve read it)
+    refusal_rows = probes if family == "safety" and sets.harmful.tiny else []
+
     def task_metric(model, tok):
+        out: dict = {}
+        if refusal_rows:
+            from llm.world import first_token_probs
+
+            sorry = tok.convert_tokens_to_ids("sorry")
+            per = first_token_probs(model, tok, [r["prompt"] for r in refusal_rows])[:, sorry].tolist()
+            out.update(refusal_prob=sum(per) / len(per), refusal_prob_per_prompt=per)
         if not math_rows:
-            return {}
+            return out
         if sets.math.tiny and next(model.parameters()).device.type == "cpu":
             from llm.world import math_accuracy
 
-            return {"math_accuracy": math_accuracy(model, tok, math_rows)}
-        return {"math_accuracy": greedy_accuracy(model, tok, math_rows, sets.math.tiny, cfg.eval.max_new_tokens,
-                                                 cfg.eval.batch_size)}
+            out["math_accuracy"] = math_accuracy(model, tok, math_rows)
+            return out
+        out["math_accuracy"] = greedy_accuracy(model, tok, math_rows, sets.math.tiny, cfg.eval.max_new_tokens,
+                                               cfg.eval.batch_size)
+        return out
 
     def make(tok):
         return DownstreamTracker([r["prompt"] for r in probes], every=d.track_every, num_samples=d.probe_samples,
                                  max_new_tokens=cfg.align.max_completion_length, reward_funcs=rewards,
                                  probe_columns=columns, task_metric=task_metric, jsonl_path=str(jsonl), seed=seed,
-                                 tokenizer=tok)
+                                 tokenizer=tok, kl_estimator=d.kl_estimator, stop_kl=d.stop_kl, per_prompt=True)
 
     return make
 
@@ -125,11 +138,13 @@ def _check_launch(cfg: RunConfig, dist, log) -> None:
 
 
 def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = False,
-        save_every: Optional[int] = None, dist: Optional[Dist] = None) -> Path:
+        save_every: Optional[int] = None, dist: Optional[Dist] = None, command: str = "") -> Path:
     """Run (or resume) every stage of ``cfg`` on every process; returns the run directory."""
     import torch
 
     from llm.evaluation import eval_sets, evaluate, variants_for
+    from llm.memfix import remove_checkpoints
+    from llm.rewards import release_judges
     from llm.stages import (
         bf16_on,
         eval_device,
@@ -148,7 +163,7 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
 
     check_specs(cfg)  # a placeholder path of a recipe fails here, before any training
     bf16_on(cfg)  # bf16=true on the CPU, device=cuda without a GPU: fail here too
-    dist = dist or Dist(cpu=use_cpu(cfg))
+    dist = dist or Dist(cpu=use_cpu(cfg), timeout_s=cfg.ddp_timeout)
 
     def log(msg: str) -> None:
         if dist.is_main:
@@ -194,12 +209,6 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
     eval_rows: list[dict] = []
     t_all = time.perf_counter()
 
-    def timed(key, fn):
-        t0 = time.perf_counter()
-        out = fn()
-        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
-        return out
-
     def measure(path: str, seed: int, ref_path: Optional[str] = None, ref_name: str = "aligned",
                 dataset: Optional[str] = None) -> dict:
         model, tok = load_model(path, dev, dtype)
@@ -214,25 +223,44 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
 
     def run_stage(st: Stage, train, evaluate_fn, row: dict) -> None:
         """Train + evaluate ``st`` unless the main process says it is done; main writes DONE.json."""
+        kind = row["stage"].split("/")[0] if row["stage"] != "aligned" else "align"
         if dist.broadcast(st.done):  # the main process's view wins (a shared filesystem may lag)
             log(f"skip {st.name} (done)")
         else:
             log(f"run  {st.name}")
-            path = timed(row["stage"].split("/")[0] if row["stage"] != "aligned" else "align", train)
-            metrics = timed("eval", lambda: evaluate_fn(path))
+            t0 = time.perf_counter()
+            path = train()
+            t1 = time.perf_counter()
+            metrics = evaluate_fn(path)
+            seconds = {"train": t1 - t0, "eval": time.perf_counter() - t1}
             if dist.is_main:
-                st.finish({"model": path, "metrics": metrics})
+                st.finish({"model": path, "metrics": metrics, "seconds": seconds})
+                remove_checkpoints(st.dir, cfg.keep_checkpoints)  # DONE: its ckpt/ is never resumed from
             dist.barrier()
+            release_judges()  # the next stage loads the judges it uses
         if dist.is_main:
-            eval_rows.append({**row, **st.result()["metrics"]})
+            result = st.result()
+            eval_rows.append({**row, **result["metrics"]})
+            # the stage's own times, stored when it ran: a resumed rerun reports the real cost, not 0
+            spent = result.get("seconds", {})
+            timings[kind] = timings.get(kind, 0.0) + spent.get("train", 0.0)
+            timings["eval"] = timings.get("eval", 0.0) + spent.get("eval", 0.0)
 
+    shared = cfg.base.seed if tiny_base else None  # one base for every seed (base.seed)
+    if shared is not None:
+        base = Stage(run_dir / "base", "base")
+        torch.manual_seed(shared)
+        run_stage(base, lambda: stage_base(cfg, world, shared, base.dir / "model", dist),
+                  lambda path: measure(path, shared),
+                  {"type": "eval", "seed": shared, "arm": "base", "stage": "base", "shared": True})
     for seed in cfg.seeds:
         sdir = run_dir / f"seed{seed}"
         torch.manual_seed(seed)
-        base = Stage(sdir / "base", f"seed{seed}/base")
+        if shared is None:
+            base = Stage(sdir / "base", f"seed{seed}/base")
+            run_stage(base, lambda: stage_base(cfg, world, seed, base.dir / "model", dist),
+                      lambda path: measure(path, seed), {"type": "eval", "seed": seed, "arm": "base", "stage": "base"})
         base_path = str(base.dir / "model") if tiny_base else cfg.base.model
-        run_stage(base, lambda: stage_base(cfg, world, seed, base.dir / "model", dist),
-                  lambda path: measure(path, seed), {"type": "eval", "seed": seed, "arm": "base", "stage": "base"})
         for arm in cfg.align.arms:
             st = Stage(sdir / arm.name / "align", f"seed{seed}/{arm.name}/align")
             aligned_path = base_path if arm.algo == "none" else str(st.dir / "model")
@@ -247,7 +275,8 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
                               _tracker_factory(cfg, sets, ds, seed, ds_dir / "track.jsonl", dist), dist),
                           lambda path: measure(path, seed, aligned_path, "aligned", ds),
                           {"type": "eval", "seed": seed, "arm": arm.name, "stage": f"downstream/{label}"})
-    timings["total (this invocation)"] = time.perf_counter() - t_all
+    timings["total (all stages, as run)"] = sum(timings.values())
+    timings["wall time of this invocation"] = time.perf_counter() - t_all
     if dist.is_main:
         track_rows = _collect_tracks(run_dir, cfg, jobs)
         atomic_write_jsonl(run_dir / "metrics.jsonl", eval_rows + track_rows)
@@ -255,7 +284,14 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
 
         table = write_report(run_dir, title=f"Forgetting report: {cfg.run_name}", config_text=resolved, arms=arms,
                              kinds=[lab for _, _, lab in jobs], reward=cfg.align.reward, eval_rows=eval_rows,
-                             track_rows=track_rows, timings=timings)
+                             track_rows=track_rows, timings=timings, kl_grid=list(cfg.downstream.kl_grid),
+                             kl_estimator=cfg.downstream.kl_estimator)
+        from llm.provenance import provenance
+
+        record = provenance(command or f"python -m llm.run --config {config_source}",
+                            timings["total (all stages, as run)"])
+        record["wall_s_this_invocation"] = round(timings["wall time of this invocation"], 1)
+        atomic_write_json(run_dir / "provenance.json", record)
         print()
         print(table)
         print()
@@ -298,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=None,
                    help="checkpoint period (steps) of trainer stages; default: a quarter of the stage")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--gpu-memory", type=float, default=80.0, metavar="GB",
+                   help="--dry-run: per-GPU memory the recipe's plan must fit (default 80); the plan of every stage "
+                        "is printed and a stage over it stops the dry run")
     return p
 
 
@@ -312,7 +351,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.dry_run:
             from llm.dryrun import dry_run_config, format_substitutions, prepare_assets
 
-            cfg, subs = dry_run_config(cfg)
+            cfg, subs = dry_run_config(cfg, gpu_memory=args.gpu_memory)  # prints the memory plan, refuses misfits
         if args.print_config:
             print(dump_config(cfg), end="")
             return 0
@@ -321,13 +360,14 @@ def main(argv: Optional[list[str]] = None) -> int:
 
             # tiny models on the CPU: intra-op threads cost far more than they gain (~5x here, loaded 2 cores)
             torch.set_num_threads(1)
-            dist = Dist(cpu=True)
+            dist = Dist(cpu=True, timeout_s=cfg.ddp_timeout)
             if dist.is_main:
                 print(format_substitutions(subs), flush=True)
                 prepare_assets(cfg)
             dist.barrier()
         run(cfg, config_source=source + (" (dry run)" if args.dry_run else ""), overwrite=args.overwrite,
-            save_every=args.save_every)
+            save_every=args.save_every,
+            command=" ".join(["python -m llm.run", *(argv if argv is not None else sys.argv[1:])]))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

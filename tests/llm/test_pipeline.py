@@ -111,3 +111,39 @@ def test_changed_config_refuses_to_mix_runs(tmp_path, capsys):
     (tmp_path / "x" / "config.yaml").write_text("run_name: x\n")
     assert main([f"output_dir={tmp_path}", "run_name=x", *TINY]) == 2
     assert "holds a run with a different config" in capsys.readouterr().err
+
+
+def test_shared_base_stop_kl_and_resumed_rerun_keeps_stage_timings(tmp_path, capsys):
+    """base.seed shares one base; stop_kl ends downstream at a KL dose; a rerun reports the stored stage times."""
+    args = [f"output_dir={tmp_path}", "run_name=s", *TINY, "seeds=[0,1]", "base.seed=0", "downstream.steps=6",
+            "downstream.stop_kl=1e-9", "downstream.learning_rate=0.01"]
+    assert main(args) == 0
+    run_dir = tmp_path / "s"
+    assert (run_dir / "base" / "DONE.json").exists() and not (run_dir / "seed0" / "base").exists()
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["seed"] for r in rows if r.get("stage") == "base"] == [0]  # one shared base row
+    tracks = [r for r in rows if r["type"] == "track"]
+    assert all(r["kl"] >= 0.0 and r["kl_estimator"] == "rb" for r in tracks)
+    for seed in (0, 1):  # stopped at the first tracking step (KL > 1e-9), long before the 6-step cap
+        steps = sorted(r["step"] for r in tracks if r["seed"] == seed and r["arm"] == "grpo")
+        assert steps == [0, 1]
+    report = (run_dir / "report.md").read_text()
+    assert report.index("## Retained safety at matched KL") < report.index("## Retention after downstream")
+    assert "one base model shared by all seeds" in report and "Rao–Blackwellized" in report
+
+    def timings(text):
+        part = text.split("## Timings")[1].split("## Resolved config")[0]
+        return {line.split("|")[1].strip(): float(line.split("|")[2]) for line in part.splitlines()
+                if line.startswith("| ") and not line.startswith("| stage")}
+
+    first = timings(report)
+    assert first["align"] > 0 and first["downstream"] > 0 and first["eval"] > 0
+    capsys.readouterr()
+    assert main(args) == 0  # everything is skipped now
+    assert "skip seed1/frpo/downstream/sft (done)" in capsys.readouterr().out
+    again = timings((run_dir / "report.md").read_text())
+    for key in ("base", "align", "downstream", "eval", "total (all stages, as run)"):
+        assert again[key] == first[key]  # the stored stage times, not the near-zero time of skipping
+    assert again["wall time of this invocation"] < first["wall time of this invocation"]
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    assert "llm.run" in prov["code"] and prov["command"].startswith("python -m llm.run")
