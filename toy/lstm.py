@@ -8,6 +8,11 @@ Commands (laptop CPU; this toy needs no GPU, ``--device cuda`` runs the same stu
     python -m toy.lstm --preset paper --seeds 20 --out results/lstm20
     python -m toy.lstm --help                      # every option, with its meaning
 
+Files: this module is the CLI (options, presets, ``main``) and re-exports the public names of
+``toy/lstm_models.py`` (the stacked LSTMs, the reference's calibration and sampling, log-probs, metrics),
+``toy/lstm_train.py`` (data streams, the loss registry, the stacked training loop, evaluation) and
+``toy/lstm_report.py`` (summary.json entry, table, plots).
+
 Setup (CSFT+PA paper §5.1–5.2; docs/theory.md §2)
 ---------------------------------------------------------------------------------
 For every seed s a *reference* π_ref (the paper's π_aligned) is drawn at random and frozen. Two knobs
@@ -106,17 +111,18 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from theory.losses import csft_loss, nll_loss, pa_delta, pa_loss
-from toy._common import ci_dict, fmt_ci, format_table, parse_args, progress, write_json
-from toy.lstm_models import (StackedLSTMLayer, StackedSeqModel, build_models,  # noqa: F401  (re-exported for callers)
-                             calibrate_logit_scale, distribution_metrics, params_per_model, response_logits,
-                             sample_sequences, token_logp)
+from toy._common import parse_args, write_json
+from toy.lstm_models import (HIGHER_IS_BETTER, METRICS, StackedLSTMLayer,  # noqa: F401  (re-exported for callers)
+                             StackedSeqModel, build_models, calibrate_logit_scale, distribution_metrics,
+                             params_per_model, response_logits, sample_sequences, token_logp)
+from toy.lstm_report import PAPER, make_plots, print_table, summarize  # noqa: F401
+from toy.lstm_train import (GROUP_LABELS, GROUPS, LOSSES, evaluate, run_experiment,  # noqa: F401
+                            stacked_group_loss, stream_seed, training_loss)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,295 +223,6 @@ PRESETS: dict[str, dict] = {
     "paper": {},
     "smoke": dict(seeds=3, n_train=256, n_eval=64, epochs=3, eval_batch=64),
 }
-GROUPS = {"exp1": ("ce", "ce_pa"), "exp2": ("csft", "csft_pa")}
-GROUP_LABELS = {"ce": "CE", "ce_pa": "CE+PA", "csft": "CSFT", "csft_pa": "CSFT+PA"}
-METRICS = ("kl", "kl_ref_policy", "prob_diff", "cosine", "pearson", "overlap", "kl_similarity", "argmax_agree")
-HIGHER_IS_BETTER = {"kl": False, "kl_ref_policy": False, "prob_diff": False, "cosine": True, "pearson": True,
-                    "overlap": True, "kl_similarity": True, "argmax_agree": True}
-# The paper's numbers (seed §5.1 Table 2) and claims (§5.2 Figs. 2–4: CSFT+PA better on these metrics).
-PAPER = {
-    "exp1": {"values": {"ce": {"kl": 1.4575, "prob_diff": 0.0169}, "ce_pa": {"kl": 0.2562, "prob_diff": 0.0051}},
-             "rel_change_pct": {"kl": -82.4, "prob_diff": -69.8}, "pa_better_on": ["kl", "prob_diff"]},
-    "exp2": {"values": {}, "rel_change_pct": {},
-             "pa_better_on": ["cosine", "pearson", "overlap", "kl_similarity", "kl"]},
-}
-
-
-# ----------------------------------------------------------------------------------------------
-# data: uniform contexts, responses sampled from the reference (per-seed random streams)
-# ----------------------------------------------------------------------------------------------
-def stream_seed(base: int, exp: str, seed_index: int, stream: str) -> int:
-    """Independent integer seed for one (experiment, seed, stream); stable across runs and seed counts."""
-    tags = {"ref": 1, "policy": 2, "train": 3, "eval": 4, "order": 5, "calib": 6}
-    return int(np.random.SeedSequence([base, int(exp[-1]), seed_index, tags[stream]]).generate_state(1)[0])
-
-
-# ----------------------------------------------------------------------------------------------
-# losses (a registry over theory.losses) and evaluation
-# ----------------------------------------------------------------------------------------------
-def loss_ce(logits, targets, ref_logits, mask, delta, detach_mu):
-    nll = nll_loss(token_logp(logits, targets), mask)[0]
-    return nll, {"loss/ce": float(nll.detach())}
-
-
-def loss_csft(logits, targets, ref_logits, mask, delta, detach_mu):
-    return csft_loss(token_logp(logits, targets), token_logp(ref_logits, targets), mask)
-
-
-def _with_pa(base: Callable) -> Callable:
-    def loss(logits, targets, ref_logits, mask, delta, detach_mu):
-        lb, mb = base(logits, targets, ref_logits, mask, delta, detach_mu)
-        lp, mp = pa_loss(logits, ref_logits, mask, detach_mu=detach_mu)
-        return lb + delta * lp, {**mb, **mp, "loss/pa": float(lp.detach()), "pa/delta": delta}
-    return loss
-
-
-LOSSES = {"ce": loss_ce, "ce_pa": _with_pa(loss_ce), "csft": loss_csft, "csft_pa": _with_pa(loss_csft)}
-
-
-def stacked_group_loss(group: str, logits: Tensor, targets: Tensor, ref_logits: Tensor, delta: float,
-                       detach_mu: bool = True) -> tuple[Tensor, dict]:
-    """Σ over the S stacked models of one group's per-model loss, so each model gets its own gradient.
-
-    logits/ref_logits (S, B, T, V), targets (S, B, T). Every row has the same T response tokens, so the
-    token mean over the flattened (S·B, T) batch is the mean of the S per-model token means; × S gives the sum.
-    """
-    s, b, t, v = logits.shape
-    mask = torch.ones(s * b, t, dtype=logits.dtype, device=logits.device)
-    loss, metrics = LOSSES[group](logits.reshape(s * b, t, v), targets.reshape(s * b, t),
-                                  ref_logits.reshape(s * b, t, v), mask, delta, detach_mu)
-    return s * loss, {**metrics, "loss/total": float(loss.detach())}
-
-
-def training_loss(policy: StackedSeqModel, batch: Tensor, ref_logits: Tensor, groups: Sequence[str], delta: float,
-                  args: Args) -> tuple[Tensor, dict[str, float]]:
-    """The loss one training step differentiates: Σ_groups Σ_seeds of each model's own loss.
-
-    batch (S, B, L) tokens, ref_logits (S, B, T, V) of the reference on the same batch; the policy holds
-    G·S models laid out group-major (model g·S + s is group g, seed s) and every group sees the same batch.
-    Returns (total, {group: mean over seeds of its loss}).
-    """
-    S = batch.shape[0]
-    logits = response_logits(policy, batch.repeat(len(groups), 1, 1), args.context_len)
-    logits = logits.view(len(groups), S, *logits.shape[1:])  # (G, S, B, T, V)
-    targets = batch[:, :, args.context_len:]  # (S, B, T)
-    total, per_group = 0.0, {}
-    for gi, g in enumerate(groups):
-        loss, m = stacked_group_loss(g, logits[gi], targets, ref_logits, delta, args.detach_mu)
-        total = total + loss
-        per_group[g] = m["loss/total"]
-    return total, per_group
-
-
-@torch.no_grad()
-def evaluate(policy: StackedSeqModel, eval_tokens: Tensor, ref_eval_logits: Tensor, n_groups: int,
-             args: Args) -> dict[str, np.ndarray]:
-    """Held-out metrics per model: {metric: (G, S)} averaged over all held-out response positions."""
-    sums = {k: 0.0 for k in METRICS}
-    n = eval_tokens.shape[1]
-    for i in range(0, n, args.eval_batch):
-        tok = eval_tokens[:, i:i + args.eval_batch]
-        logits = response_logits(policy, tok.repeat(n_groups, 1, 1), args.context_len)
-        s = tok.shape[0]
-        logits = logits.view(n_groups, s, *logits.shape[1:])
-        for k, v in distribution_metrics(logits, ref_eval_logits[None, :, i:i + args.eval_batch]).items():
-            sums[k] = sums[k] + v.sum((2, 3))
-    return {k: (v / (n * args.response_len)).cpu().numpy() for k, v in sums.items()}
-
-
-# ----------------------------------------------------------------------------------------------
-# one pre-experiment: all groups × seeds in one stacked training loop
-# ----------------------------------------------------------------------------------------------
-def run_experiment(exp: str, args: Args, device) -> dict:
-    groups, S = GROUPS[exp], args.seeds
-    G = len(groups)
-    seed_of = lambda s, stream: stream_seed(args.seed, exp, s, stream)  # noqa: E731
-    ref, policy = build_models(exp, args, [seed_of(s, "ref") for s in range(S)],
-                               [seed_of(s, "policy") for _ in groups for s in range(S)])
-    ref, policy = ref.to(device), policy.to(device)
-    ref.requires_grad_(False)
-
-    calib_gens = [torch.Generator().manual_seed(seed_of(s, "calib")) for s in range(S)]
-    calib = torch.stack([torch.randint(args.vocab_size, (64, args.context_len + args.response_len), generator=g)
-                         for g in calib_gens]).to(device)
-    ref.logit_scale.copy_(calibrate_logit_scale(ref, calib, args.ref_entropy).to(device))
-    train_tokens = sample_sequences(ref, [torch.Generator().manual_seed(seed_of(s, "train")) for s in range(S)],
-                                    args.n_train, args, device)  # (S, N, L)
-    eval_tokens = sample_sequences(ref, [torch.Generator().manual_seed(seed_of(s, "eval")) for s in range(S)],
-                                   args.n_eval, args, device)
-    with torch.no_grad():  # the frozen reference's logits, computed once: (S, N, T, V)
-        ref_train_logits = torch.cat([response_logits(ref, train_tokens[:, i:i + args.eval_batch], args.context_len)
-                                      for i in range(0, args.n_train, args.eval_batch)], 1)
-        ref_eval_logits = torch.cat([response_logits(ref, eval_tokens[:, i:i + args.eval_batch], args.context_len)
-                                     for i in range(0, args.n_eval, args.eval_batch)], 1)
-        lq = torch.log_softmax(ref_eval_logits.double(), -1)  # (S, Ne, T, V)
-        cond_entropy = -(lq.exp() * lq).sum(-1).mean((1, 2))  # (S,) mean H(q) over held-out positions
-        q_bar = lq.exp().mean((1, 2))  # (S, V) marginal next-token distribution
-        context_mi = -(q_bar * q_bar.clamp_min(1e-300).log()).sum(-1) - cond_entropy  # H(q̄) − E H(q)
-
-    opt = torch.optim.Adam(policy.parameters(), lr=args.lr)
-    order_gens = [torch.Generator().manual_seed(seed_of(s, "order")) for s in range(S)]
-    curves = {k: np.zeros((G, S, args.epochs + 1)) for k in METRICS}
-    for k, v in evaluate(policy, eval_tokens, ref_eval_logits, G, args).items():
-        curves[k][..., 0] = v
-    steps = args.n_train // args.batch_size
-    seed_idx = torch.arange(S, device=device)[:, None]
-    train_loss = {g: np.zeros(args.epochs) for g in groups}
-    bar = progress(range(1, args.epochs + 1), f"{exp} ({'/'.join(GROUP_LABELS[g] for g in groups)})",
-                   args.progress)
-    for epoch in bar:
-        delta = pa_delta(epoch, args.epochs, args.delta_start, args.delta_span)
-        perms = torch.stack([torch.randperm(args.n_train, generator=g) for g in order_gens]).to(device)  # (S, N)
-        for step in range(steps):
-            rows = perms[:, step * args.batch_size:(step + 1) * args.batch_size]  # (S, B)
-            batch = train_tokens[seed_idx, rows]  # (S, B, L)
-            ref_logits = ref_train_logits[seed_idx, rows]  # (S, B, T, V)
-            total, per_group = training_loss(policy, batch, ref_logits, groups, delta, args)
-            for g in groups:
-                train_loss[g][epoch - 1] += per_group[g] / steps
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            opt.step()
-        for k, v in evaluate(policy, eval_tokens, ref_eval_logits, G, args).items():
-            curves[k][..., epoch] = v
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix({f"KL {GROUP_LABELS[g]}": f"{curves['kl'][gi, :, epoch].mean():.4f}"
-                             for gi, g in enumerate(groups)})
-    return {"groups": groups, "curves": curves, "train_loss": train_loss,
-            "param_counts": {"policy": params_per_model(policy), "reference": params_per_model(ref),
-                             "ratio": params_per_model(ref) / params_per_model(policy)},
-            "ref_entropy": cond_entropy.cpu().numpy(), "ref_context_mi": context_mi.cpu().numpy(),
-            "ref_logit_scale": ref.logit_scale.cpu().numpy()}
-
-
-# ----------------------------------------------------------------------------------------------
-# summary, table, plots
-# ----------------------------------------------------------------------------------------------
-ARCH = {"exp1": ("1-layer LSTM + 1 FC", "1-layer LSTM + {blocks} residual FC blocks"),
-        "exp2": ("2-layer LSTM + width-preserving FC", "3-layer LSTM + dimension-expanding FC")}
-
-
-def summarize(exp: str, res: dict) -> dict:
-    """The summary.json entry of one pre-experiment (keys documented in the module docstring)."""
-    base, pa = res["groups"]
-    final = {g: {k: res["curves"][k][gi, :, -1] for k in METRICS} for gi, g in enumerate(res["groups"])}
-    out = {"groups": list(res["groups"]), "param_counts": res["param_counts"],
-           "reference": {"entropy_nats": ci_dict(res["ref_entropy"]), "context_mi_nats": ci_dict(res["ref_context_mi"]),
-                         "logit_scale": res["ref_logit_scale"].tolist()},
-           "results": {g: {f"eval/{k}": ci_dict(v) for k, v in final[g].items()} for g in res["groups"]},
-           "train/final_loss": {g: float(res["train_loss"][g][-1]) for g in res["groups"]},
-           "pa_minus_base": {}, "rel_change_pct": {}, "pa_better": {}, "vs_paper": {}}
-    for k in METRICS:
-        d = final[pa][k] - final[base][k]
-        better = d > 0 if HIGHER_IS_BETTER[k] else d < 0
-        ci = ci_dict(d)
-        lo, hi = ci["mean"] - ci["ci95"], ci["mean"] + ci["ci95"]
-        significant = lo > 0 or hi < 0
-        out["pa_minus_base"][f"eval/{k}"] = {**ci, "frac_seeds_pa_better": float(better.mean())}
-        mb = float(final[base][k].mean())
-        out["rel_change_pct"][f"eval/{k}"] = 100 * (float(final[pa][k].mean()) - mb) / abs(mb) if mb != 0 else None
-        pa_better_sig = significant and ((ci["mean"] > 0) == HIGHER_IS_BETTER[k])
-        out["pa_better"][f"eval/{k}"] = "yes" if pa_better_sig else ("no, worse" if significant else "no difference")
-        if k in PAPER[exp]["pa_better_on"]:
-            out["vs_paper"][f"eval/{k}"] = ("agrees" if pa_better_sig else
-                                            "opposite" if significant else "not reproduced (n.s.)")
-    kl = out["pa_minus_base"]["eval/kl"]
-    out["pa_reduces_kl"] = bool(kl["mean"] + kl["ci95"] < 0)
-    r_base, r_pa = out["results"][base]["eval/kl"], out["results"][pa]["eval/kl"]
-    verb = "reduces" if out["pa_reduces_kl"] else ("increases" if kl["mean"] - kl["ci95"] > 0 else "does not change")
-    out["verdict"] = (f"{GROUP_LABELS[pa]} {verb} held-out KL(π_θ‖π_ref) relative to {GROUP_LABELS[base]}: "
-                      f"{r_base['mean']:.4f} → {r_pa['mean']:.4f} ({out['rel_change_pct']['eval/kl']:+.1f}%; "
-                      f"paired difference {fmt_ci(kl['mean'], kl['ci95'], 4)}, PA lower in "
-                      f"{round(kl['frac_seeds_pa_better'] * kl['n'])}/{kl['n']} seeds)")
-    return out
-
-
-def print_table(exp: str, s: dict, args: Args) -> None:
-    """Our mean ± 95% CI beside the paper's numbers (exp 1) or claimed direction (exp 2)."""
-    base, pa = s["groups"]
-    pc = s["param_counts"]
-    arch_p, arch_r = (a.format(blocks=args.ref_blocks) for a in ARCH[exp])
-    title = {"exp1": "Pre-experiment 1", "exp2": "Pre-experiment 2"}[exp]
-    print(f"\n{title}: {GROUP_LABELS[base]} vs {GROUP_LABELS[pa]}; policy {arch_p} ({pc['policy']:,} params), "
-          f"reference {arch_r} ({pc['reference']:,} params, {pc['ratio']:.2f}×); {args.seeds} seeds, "
-          f"mean ± 95% CI; reference entropy {s['reference']['entropy_nats']['mean']:.3f} nats, "
-          f"context MI {s['reference']['context_mi_nats']['mean']:.3f} nats")
-    paper = PAPER[exp]
-    rows = []
-    for k in METRICS:
-        key = f"eval/{k}"
-        r = s["results"]
-        d = s["pa_minus_base"][key]
-        rel = s["rel_change_pct"][key]
-        pv = paper["values"]
-        row = [k + (" ↑" if HIGHER_IS_BETTER[k] else " ↓"), fmt_ci(r[base][key]["mean"], r[base][key]["ci95"], 4),
-               fmt_ci(r[pa][key]["mean"], r[pa][key]["ci95"], 4), fmt_ci(d["mean"], d["ci95"], 4),
-               "n/a" if rel is None else f"{rel:+.1f}%", s["pa_better"][key]]
-        if exp == "exp1":
-            row += [f"{pv[base][k]:.4f}" if k in pv.get(base, {}) else "—",
-                    f"{pv[pa][k]:.4f}" if k in pv.get(pa, {}) else "—",
-                    f"{paper['rel_change_pct'][k]:+.1f}%" if k in paper["rel_change_pct"] else "—"]
-        else:
-            row += ["PA better" if k in paper["pa_better_on"] else "—"]
-        row += [s["vs_paper"].get(key, "—")]
-        rows.append(row)
-    headers = ["metric", GROUP_LABELS[base], GROUP_LABELS[pa], f"{GROUP_LABELS[pa]} − {GROUP_LABELS[base]} (paired)",
-               "rel. change", "PA better?"]
-    headers += ([f"paper {GROUP_LABELS[base]}", f"paper {GROUP_LABELS[pa]}", "paper rel."] if exp == "exp1"
-                else ["paper (Figs. 2–4)"]) + ["vs paper"]
-    print(format_table(headers, rows))
-    print(s["verdict"])
-
-
-def make_plots(out: Path, results: dict, args: Args) -> None:
-    """kl_curves.png (held-out KL per epoch, mean ± 95% CI band) and metrics_bar.png (final metrics)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from toy._common import mean_ci_axis as mean_ci
-
-    exps = list(results)
-    fig, axes = plt.subplots(2, len(exps), figsize=(6 * len(exps), 7), squeeze=False)
-    for col, exp in enumerate(exps):
-        res = results[exp]
-        kl = res["curves"]["kl"]  # (G, S, epochs + 1)
-        x = np.arange(kl.shape[-1])
-        ax = axes[0, col]
-        for gi, g in enumerate(res["groups"]):
-            m, h, _ = mean_ci(kl[gi], axis=0)
-            ax.plot(x, m, label=GROUP_LABELS[g])
-            ax.fill_between(x, m - h, m + h, alpha=0.25)
-        ax.set(yscale="log", xlabel="epoch", ylabel="held-out KL(π_θ‖π_ref) (nats)",
-               title=f"{exp}: {args.seeds} seeds, mean ± 95% CI")
-        ax.legend()
-        ax = axes[1, col]  # the paired difference: seeds share reference, data and initialisation
-        m, h, _ = mean_ci(kl[1] - kl[0], axis=0)
-        base, pa = (GROUP_LABELS[g] for g in res["groups"])
-        ax.plot(x, m, color="C2")
-        ax.fill_between(x, m - h, m + h, alpha=0.25, color="C2")
-        ax.axhline(0, color="gray", lw=1)
-        ax.set(xlabel="epoch", ylabel=f"KL({pa}) − KL({base}) (nats)", title=f"{exp}: paired difference, mean ± 95% CI")
-        for a in axes[:, col]:
-            a.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "kl_curves.png", dpi=120)
-    plt.close(fig)
-
-    fig, axes = plt.subplots(len(exps), len(METRICS), figsize=(2.4 * len(METRICS), 3 * len(exps)), squeeze=False)
-    for row, exp in zip(axes, exps):
-        res = results[exp]
-        for ax, k in zip(row, METRICS):
-            for gi, g in enumerate(res["groups"]):
-                m, h, _ = mean_ci(res["curves"][k][gi, :, -1])
-                ax.bar(gi, m, yerr=h, capsize=4, color=f"C{gi}")
-            ax.set_xticks(range(len(res["groups"])), [GROUP_LABELS[g] for g in res["groups"]], fontsize=8)
-            ax.set_title(f"{exp}: {k} {'↑' if HIGHER_IS_BETTER[k] else '↓'}", fontsize=9)
-            ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "metrics_bar.png", dpi=120)
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -547,4 +264,3 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
 if __name__ == "__main__":
     main()
-

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 __all__ = ["StackedLinear", "StackedLSTMLayer", "StackedSeqModel", "LinearHead", "ResidualHead", "MLPHead",
            "HEADS", "build_models", "params_per_model", "calibrate_logit_scale", "sample_sequences",
-           "response_logits", "token_logp", "distribution_metrics"]
+           "response_logits", "token_logp", "METRICS", "HIGHER_IS_BETTER", "distribution_metrics"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,6 +208,11 @@ def response_logits(model: StackedSeqModel, tokens: Tensor, context_len: int) ->
 # ----------------------------------------------------------------------------------------------
 # per-token log-probabilities and per-position distribution metrics
 # ----------------------------------------------------------------------------------------------
+METRICS = ("kl", "kl_ref_policy", "prob_diff", "cosine", "pearson", "overlap", "kl_similarity", "argmax_agree")
+HIGHER_IS_BETTER = {"kl": False, "kl_ref_policy": False, "prob_diff": False, "cosine": True, "pearson": True,
+                    "overlap": True, "kl_similarity": True, "argmax_agree": True}
+
+
 def token_logp(logits: Tensor, targets: Tensor) -> Tensor:
     """log softmax(logits)[target]: (B, T, V), (B, T) → (B, T)."""
     return torch.log_softmax(logits, -1).gather(-1, targets[..., None]).squeeze(-1)

@@ -20,7 +20,7 @@ from scipy import stats
 
 from tests.tolerances import TOL
 from theory.losses import csft_loss, pa_loss
-from toy import lstm
+from toy import lstm, lstm_train
 from toy.lstm import (GROUPS, METRICS, Args, StackedLSTMLayer, StackedSeqModel, distribution_metrics,
                       response_logits, stacked_group_loss, training_loss)
 
@@ -63,8 +63,8 @@ def test_smoke_cli_writes_documented_files(tmp_path, capsys):
 
 def test_same_seed_same_numbers_and_delta_schedule(tmp_path, monkeypatch):
     calls = []
-    real = lstm.pa_delta
-    monkeypatch.setattr(lstm, "pa_delta", lambda e, m, a, b: calls.append((e, m)) or real(e, m, a, b))
+    real = lstm_train.pa_delta
+    monkeypatch.setattr(lstm_train, "pa_delta", lambda e, m, a, b: calls.append((e, m)) or real(e, m, a, b))
     s1 = lstm.main(TINY + ["--out", str(tmp_path / "a")])
     s2 = lstm.main(TINY + ["--out", str(tmp_path / "b")])
     a, b = (np.load(tmp_path / d / "metrics.npz") for d in "ab")
