@@ -7,7 +7,16 @@ group of one. Tests pass a stand-in ``state`` with ``is_main_process``, ``proces
 """
 from __future__ import annotations
 
-from typing import Any
+from datetime import timedelta
+from typing import Any, Optional
+
+
+def process_group_timeout(timeout_s: float) -> timedelta:
+    """``timeout_s`` seconds as the ``timedelta`` torch.distributed takes; ValueError unless finite and >= 1."""
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not (1 <= timeout_s < float("inf")):
+        raise ValueError(f"timeout_s={timeout_s!r} must be a finite number of seconds >= 1 (the config's ddp_timeout, "
+                         "e.g. 1800)")
+    return timedelta(seconds=float(timeout_s))
 
 
 class Dist:
@@ -16,13 +25,18 @@ class Dist:
     ``cpu``: a CPU run. PartialState is a process-wide singleton and its first construction decides the
     backend: a CPU run launched with several processes (``torchrun --nproc_per_node 2 -m llm.run``) must
     create it with ``cpu=True`` (gloo, MULTI_CPU), as the trainers' ``use_cpu=True`` does later.
+    ``timeout_s``: how long a collective may wait (the config's ``ddp_timeout``). It reaches
+    ``torch.distributed.init_process_group(timeout=...)`` (and DeepSpeed's ``init_distributed``) only at
+    the first construction, so the pipeline creates the group here, before any trainer (whose own
+    ``ddp_timeout`` would come too late); None keeps torch's default (10 minutes for NCCL).
     """
 
-    def __init__(self, state=None, *, cpu: bool = False):
+    def __init__(self, state=None, *, cpu: bool = False, timeout_s: Optional[float] = None):
         if state is None:
             from accelerate import PartialState
 
-            state = PartialState(cpu=cpu)
+            kwargs = {} if timeout_s is None else {"timeout": process_group_timeout(timeout_s)}
+            state = PartialState(cpu=cpu, **kwargs)
         self.state = state
 
     @property

@@ -16,6 +16,12 @@ config), and substitutes what a CPU cannot run or the network cannot fetch:
                           completions, tiny eval and tracker sizes
   device, bf16, vLLM    → CPU, bf16 off, use_vllm off (vllm_* keys stay validated, not activated);
                           base.dtype → float32; run_name gets a "-dryrun" suffix
+  keep_checkpoints      → true (each stage's ckpt/ keeps the trainer's training_args.bin for inspection)
+
+Before substituting, :func:`dry_run_config` plans the recipe as written (``gpu_memory`` given, as
+``--dry-run`` does): the per-GPU memory and disk of every stage on the recipe's models, sharding, LoRA,
+lengths and judges (:mod:`llm.memplan`), printed as a table; a stage over ``gpu_memory`` GB stops the
+dry run with a ConfigError naming the stage and its biggest item.
 """
 from __future__ import annotations
 
@@ -63,12 +69,17 @@ def _downstream_standin(spec: str, kinds: list[str], taken: set[str]) -> str:
     return f"tiny-world:{split}"
 
 
-def dry_run_config(cfg: RunConfig) -> tuple[RunConfig, list[tuple[str, Any, Any]]]:
+def dry_run_config(cfg: RunConfig, gpu_memory: float | None = None) -> tuple[RunConfig, list[tuple[str, Any, Any]]]:
     """The dry-run version of ``cfg`` and the list of (key, recipe value, dry-run value) substitutions.
 
-    The tiny model and judge it names are built by :func:`prepare_assets` (``llm.run.main`` calls it on the
-    main process); nothing is written here.
+    ``gpu_memory`` (GB): first plan ``cfg`` as written and print the plan (rank 0); ConfigError when a stage
+    does not fit (:func:`llm.memplan.plan_and_check`). The tiny model and judge the dry-run config names
+    are built by :func:`prepare_assets` (``llm.run.main`` calls it on the main process); nothing is written here.
     """
+    if gpu_memory is not None:
+        from llm.memplan import plan_and_check
+
+        plan_and_check(cfg, gpu_memory)
     data = to_dict(cfg)
     subs: list[tuple[str, Any, Any]] = []
 
@@ -91,6 +102,7 @@ def dry_run_config(cfg: RunConfig) -> tuple[RunConfig, list[tuple[str, Any, Any]
     if cfg.bf16:
         sub("bf16", False)
     sub("use_vllm", False)
+    sub("keep_checkpoints", True)
     if cfg.base.model == "tiny-world":
         sub("base.pretrain_steps", min(cfg.base.pretrain_steps, 20))
     else:

@@ -23,6 +23,7 @@ import torch
 
 from llm.config import ArmConfig, ConfigError, RunConfig, downstream_for
 from llm.data import dataset_rows
+from llm.memfix import attach_tracker_reference, release_vllm
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,7 +200,7 @@ def get_reward_cached(spec: str, cfg: RunConfig, dist, helpfulness: str = "") ->
     key = (spec, helper, str(device), model_dtype(cfg))
     if key not in _JUDGE_CACHE:
         _JUDGE_CACHE[key] = get_reward(spec, helpfulness=helper, device=device,
-                                       dtype=getattr(torch, model_dtype(cfg)))
+                                       dtype=getattr(torch, model_dtype(cfg)), template=cfg.judge_template)
     return _JUDGE_CACHE[key]
 
 
@@ -331,6 +332,7 @@ def stage_align(cfg: RunConfig, world, arm: ArmConfig, seed: int, base_path: str
                   train_dataset=_to_dataset(rows, ("prompt", "kind", "topic", "answer")), processing_class=tok,
                   peft_config=_lora(a.lora_r, a.lora_alpha, a.lora_target_modules, a.lora_dropout))
     trainer.train(resume_from_checkpoint=_resume_point(stage_dir / "ckpt"))
+    release_vllm(trainer)
     out = save_trained(trainer, tok, stage_dir / "model", base_path, cfg, dist)
     del trainer
     free_memory()
@@ -383,13 +385,12 @@ def stage_downstream(cfg: RunConfig, world, kind: str, dataset: str, seed: int, 
                                   peft_config=peft_cfg, callbacks=callbacks)
             del policy
     resume = _resume_point(stage_dir / "ckpt")
-    if resume and callbacks and peft_cfg is None:
-        # the checkpoint's weights are loaded before train begin: freeze the tracker's reference on the
-        # aligned model instead (with LoRA the reference is the adapter-disabled base, the aligned model)
-        ref, _ = load_model(aligned_path, eval_device(cfg, dist), model_dtype(cfg))
-        callbacks[0].set_reference(ref)
-        del ref
+    # the tracker's reference: the trainer's own frozen one, else the aligned model from disk (not a deep copy
+    # of a possibly partitioned policy; right on resume too); with LoRA the adapter-disabled base
+    attach_tracker_reference(trainer, callbacks[0] if callbacks else None, aligned_path, eval_device(cfg, dist),
+                             model_dtype(cfg), lora=peft_cfg is not None)
     trainer.train(resume_from_checkpoint=resume)
+    release_vllm(trainer)
     out = save_trained(trainer, tok, stage_dir / "model", aligned_path, cfg, dist)
     del trainer
     free_memory()
