@@ -1,7 +1,7 @@
 """FRPO vs GRPO on a contextual softmax bandit with a sharp and a flat high-reward solution.
 
     python -m toy.bandit --preset smoke                  # < 60 s on a laptop CPU
-    python -m toy.bandit --preset paper                  # 16 seeds × 8 λ × 3 downstream stages + ablations
+    python -m toy.bandit --preset paper                  # 64 seeds × 8 λ × 3 downstream stages + ablations + KL-matched arms
     python -m toy.bandit --preset paper --lams 0.1,0.5,2,inf --seeds 4 --group-size 8 --out results/bandit
 CPU only; there is no multi-GPU path (the whole sweep is one batched float64 program of a few MB).
 Code: this file (arguments, environment, losses, stages, main); ``toy.bandit_report`` (summaries,
@@ -29,22 +29,28 @@ config of a seed): (a) SFT on samples of a target concentrated on the task arm, 
 reward r₂ (a bump at the task), (c) the exact worst case in the average-KL ball,
 ``theory.risk.kl_dro_dual``, over a ρ grid. Along (a)/(b) we log (KL(Q‖π), E_Q r), the landscape of
 FRPO Fig. 2; "reward at matched KL" interpolates it at --kl-levels. (3) Ablations as extra configs:
-no baseline (App. D, Fig. 9), no jackknife (App. E, Fig. 10), β sweep (App. B.3, Fig. 8).
+no baseline (App. D, Fig. 9), no jackknife (App. E, Fig. 10), β sweep (App. B.3, Fig. 8). KL-matched
+arms (--matched, group "matched"): at β = --beta FRPO ends farther from π_ref than GRPO, so for each
+finite λ β is calibrated per seed (``calibrate_matched``: bisection on log β, seeds × λ one batch)
+until FRPO's final KL(π‖π_ref) equals GRPO's within --match-rtol, as FRPO tunes β per arm; these
+arms then go through stage (2) like the others (the same SFT data; calls of their own, so the other
+arms' numbers do not depend on --matched).
 (4) RLVR path model (``toy.rlvr_paths``; docs/theory.md, RLVR safety drift): exact KL-regularized
 (natural) policy gradient on path distributions vs ``theory.rlvr.gibbs_tilt``, the same with GRPO's
 on-policy k3 gradient, safety drift along training vs the χ² bound, and the zero-correlation
 counterexample.
 
-Outputs in --out: summary.json, metrics.npz, landscape.png, ablation_baseline.png,
+Outputs in --out: summary.json, metrics.npz, tables.md (the README block), landscape.png, ablation_baseline.png,
 ablation_jackknife.png, ablation_kl_budget.png, rlvr.png, and tables on stdout (mean ± 95%
 t-interval over seeds). Every "ci" is {"mean", "ci95" (half-width; null when n < 2), "n" (seeds
 with a value)}; κ runs over --kl-levels, written with "%g".
 
 summary.json keys
   args, preset          resolved arguments; preset name or null
-  runtime_s             wall seconds: train, downstream, worst_case, rlvr, total
+  runtime_s             wall seconds: train, match, downstream, worst_case, rlvr, total
   configs               [{name, group, lam, jackknife, baseline, beta}]; group ∈ main, no_jackknife,
-                        no_baseline, kl_budget; lam "inf" = GRPO
+                        no_baseline, kl_budget, matched; lam "inf" = GRPO; beta a list (one per seed)
+                        for the matched arms
   kl_levels             the κ values
   reference             {"reward", "entropy"}: ci of E_{π_ref} r and of H(π_ref)/log K
   results[name]         ci of: "train/reward" (E_π r after training), "train/kl_ref" (exact
@@ -56,6 +62,12 @@ summary.json keys
                         end), "pg/task_reward_final" (E_Q r₂ at the end)
   vs_grpo[name]         paired (same seed) config − GRPO of the "train/…" and "…@kl=κ" keys (main
                         sweep; present when inf is in --lams)
+  vs_grpo_matched[name] the same for the KL-matched arms ("frpo_lamλ_matched"); here and in their
+                        results, seeds whose match misses by more than --match-rtol are left out (n)
+  matching              rtol, beta_range, max_iter, evals (training runs of the matched arms), seeds,
+                        target_kl_ref (ci of GRPO's KL); arms[name]: lam, n_matched, n_bracketed,
+                        rel_err_max (largest |KL/KL_grpo − 1| among the matched seeds), beta_median,
+                        beta_min, beta_max, kl_ref (ci)
   ablations.no_baseline[name]  "train/reward", "train/entropy" (ci), "collapsed_frac" (fraction of
                         seeds whose final entropy is above π_ref's and reward below π_ref's),
                         "minus_with_baseline" (paired differences vs the same λ with the baseline)
@@ -69,7 +81,9 @@ summary.json keys
 metrics.npz: configs (V,), steps_train, train_reward, train_kl_ref, train_entropy (S, V, T);
 steps_sft, sft_kl, sft_reward, sft_task; steps_pg, pg_kl, pg_reward, pg_task (S, V, T); rhos (R,),
 worst_value (S, V, R); ref_reward, ref_entropy (S,); rlvr_betas, rlvr_steps, rlvr_tv_exact,
-rlvr_tv_grpo_k3, rlvr_drift, rlvr_bound (T, B, P); rlvr_ce_betas, rlvr_ce_drift.
+rlvr_tv_grpo_k3, rlvr_drift, rlvr_bound (T, B, P); rlvr_ce_betas, rlvr_ce_drift; with matched arms
+(the last L configs) match_target (S,) (GRPO's KL), match_beta, match_kl, match_rel_err,
+match_bracketed (S, L), match_evals.
 """
 from __future__ import annotations
 
@@ -77,17 +91,20 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from theory import rlvr
-from theory.losses import SCALES, frpo_advantages, frpo_loss, grpo_loss, group_advantages, nll_loss
+from theory.losses import (SCALES, aggregate, frpo_advantages, frpo_loss, grpo_loss, group_advantages, kl_k3,
+                           nll_loss)
 from theory.risk import kl_dro_dual
 from toy._common import parse_args, progress, write_json
+from toy.calibrate import bisect_log
 from toy.bandit_plots import make_plots
-from toy.bandit_report import lam_name, per_seed_metrics, print_table, reward_at_kl, summarize  # noqa: F401  (re-exported)
+from toy.bandit_report import (lam_name, markdown_tables, per_seed_metrics, print_table, reward_at_kl,  # noqa: F401
+                               summarize)  # (re-exported)
 from toy.rlvr_paths import RLVR_BETAS, rlvr_study, train_paths  # noqa: F401  (re-exported)
 
 Tensor = torch.Tensor
@@ -100,7 +117,7 @@ N_GLOBAL, PLATEAU_HALF, PIT, PLATEAU_GAP = 6, 3, 2, 7
 class BanditArgs:
     seed: int = 0
     """Base random seed; environments, samples and downstream data derive from it (same seed → same numbers)."""
-    seeds: int = 16
+    seeds: int = 64
     """S, independent seeds (a batch dimension; each seed draws its own environment)."""
     lams: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 4.0, 10.0, math.inf)
     """λ grid (a batch dimension), comma-separated; inf = GRPO (group_advantages + grpo_loss)."""
@@ -141,13 +158,14 @@ class BanditArgs:
     """λ of FRPO in the β (KL budget) sweep."""
     kl_betas: tuple[float, ...] = (0.005, 0.02, 0.08, 0.32)
     """β values of the KL-budget ablation (FRPO at --ablation-lam and GRPO)."""
-    sft_steps: int = 300
-    """Downstream SFT steps (Adam, constant lr, so that KL(Q‖π) grows steadily as in Fig. 2 right)."""
+    sft_steps: int = 1000
+    """Downstream SFT steps (Adam, constant lr, so that KL(Q‖π) grows steadily as in Fig. 2 right; enough
+    that the KL-matched arms, which move more slowly, reach the largest --kl-levels)."""
     sft_lr: float = 0.03
     """Adam learning rate of downstream SFT."""
     sft_batch: int = 8
     """Target samples per context per SFT step."""
-    pg_steps: int = 200
+    pg_steps: int = 300
     """Downstream policy-gradient (GRPO on the second reward) steps."""
     pg_lr: float = 0.05
     """Adam learning rate of downstream policy gradient."""
@@ -157,6 +175,16 @@ class BanditArgs:
     """KL(Q‖π) values at which rewards are compared ("matched KL")."""
     log_every: int = 4
     """Log exact metrics every this many steps (training and downstream)."""
+    matched: bool = True
+    """Add the KL-matched FRPO arms: for each finite λ of --lams, β calibrated per seed (bisection on log β,
+    seeds × λ as one batch) so that FRPO's final KL(π‖π_ref) equals GRPO's (skipped without inf in --lams)."""
+    match_rtol: float = 0.05
+    """Tolerance of the match, |KL_FRPO / KL_GRPO − 1| <= this; a seed outside it is left out of the matched
+    arm's statistics (reported as n)."""
+    match_iters: int = 18
+    """Most bisection steps; each one trains every matched arm once (stops earlier when all seeds match)."""
+    match_beta_range: tuple[float, ...] = (1e-3, 100.0)
+    """Range (low,high) of β searched by the bisection."""
     rlvr_steps: int = 1000
     """Steps of the RLVR path-model natural policy gradient (0 skips the RLVR study)."""
     threads: int = 1
@@ -170,6 +198,7 @@ class BanditArgs:
         self.lams, self.kl_betas = tuple(map(float, self.lams)), tuple(map(float, self.kl_betas))
         self.rhos, self.kl_levels = tuple(map(float, self.rhos)), tuple(map(float, self.kl_levels))
         self.plateau_reward, self.background_reward = tuple(map(float, self.plateau_reward)), tuple(map(float, self.background_reward))
+        self.match_beta_range = tuple(map(float, self.match_beta_range))
         bad = [x for x in self.lams + (self.ablation_lam,) if not (x > 0)]  # also catches NaN
         if bad:
             raise ValueError(f"λ must be > 0 (inf = GRPO), got {bad[0]}; e.g. --lams 0.1,0.5,2,inf")
@@ -187,6 +216,12 @@ class BanditArgs:
         for name in ("seeds", "contexts", "train_steps", "sft_steps", "pg_steps", "sft_batch", "log_every", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')}={getattr(self, name)} must be >= 1")
+        if len(self.match_beta_range) != 2 or not 0 < self.match_beta_range[0] < self.match_beta_range[1] < math.inf:
+            raise ValueError(f"--match-beta-range={','.join(map(str, self.match_beta_range))} must be two numbers "
+                             "0 < low < high < inf, e.g. 0.001,100")
+        if not (self.match_rtol > 0 and math.isfinite(self.match_rtol)) or self.match_iters < 0:
+            raise ValueError(f"--match-rtol={self.match_rtol} must be a finite number > 0 and "
+                             f"--match-iters={self.match_iters} >= 0")
         if self.rlvr_steps < 0:
             raise ValueError(f"--rlvr-steps={self.rlvr_steps} must be >= 0 (0 skips the RLVR study)")
         for name in ("lr", "sft_lr", "pg_lr", "feature_width"):
@@ -209,8 +244,9 @@ class BanditArgs:
 
 PRESETS = {
     "smoke": dict(seeds=2, lams=(0.2, 2.0, math.inf), arms=16, contexts=4, train_steps=60, sft_steps=40,
-                  pg_steps=40, kl_betas=(0.02, 0.32), rhos=(0.1, 1.0), kl_levels=(0.02, 0.1), rlvr_steps=300),
-    "paper": dict(seeds=16),
+                  pg_steps=40, kl_betas=(0.02, 0.32), rhos=(0.1, 1.0), kl_levels=(0.02, 0.1), rlvr_steps=300,
+                  match_iters=8),
+    "paper": {},  # the defaults: 64 seeds, every λ, ablations, KL-matched arms, RLVR study
 }
 
 
@@ -221,11 +257,11 @@ class Config(NamedTuple):
     """One row of the sweep (its own θ for every seed)."""
 
     name: str
-    group: str  # main | no_jackknife | no_baseline | kl_budget
+    group: str  # main | no_jackknife | no_baseline | kl_budget | matched
     lam: float  # inf = GRPO
     jackknife: bool
     baseline: bool
-    beta: float
+    beta: Union[float, tuple[float, ...]]  # one β per seed for a KL-matched arm
 
 
 def build_configs(a: BanditArgs) -> list[Config]:
@@ -316,7 +352,8 @@ def exact_stats(logp: Tensor, ref_logp: Tensor, reward: Tensor) -> tuple[np.ndar
 def train_loss(logp: Tensor, ref_logp: Tensor, reward: Tensor, arms: Tensor, configs: Sequence[Config],
                a: BanditArgs) -> Tensor:
     """Sum over configs of the GRPO/FRPO loss on sampled arms, scaled so each (seed, config) θ gets
-    the gradient of its own mean loss. logp (S, V, C, K), ref_logp and reward (S, 1, C, K), arms (S, V, C, G)."""
+    the gradient of its own mean loss. logp (S, V, C, K), ref_logp and reward (S, 1, C, K), arms (S, V, C, G).
+    ``cfg.beta`` is a float, or S floats (one per seed) for a KL-matched arm."""
     S, V, C, G = arms.shape
     lp = logp.gather(-1, arms)                                          # (S, V, C, G)
     ref = ref_logp.expand(S, V, C, -1).gather(-1, arms)
@@ -326,14 +363,19 @@ def train_loss(logp: Tensor, ref_logp: Tensor, reward: Tensor, arms: Tensor, con
     total = logp.new_zeros(())
     for v, cfg in enumerate(configs):
         lp_v, ref_v, r_v = lp[:, v].reshape(-1, 1), ref[:, v].reshape(-1, 1), rew[:, v].reshape(-1)  # (B, 1), (B,)
+        per_seed = not isinstance(cfg.beta, (int, float))  # a KL-matched arm: one β per seed
+        beta = 0.0 if per_seed else cfg.beta
         if math.isfinite(cfg.lam) and a.form == "ratio":
             loss, _ = frpo_loss(lp_v, lp_v.detach(), mask, r_v, group_ids, cfg.lam, group_size=G,
                                 jackknife=cfg.jackknife, baseline=cfg.baseline, scale=a.scale,
-                                ref_logp=ref_v, beta=cfg.beta)
+                                ref_logp=ref_v, beta=beta)
         else:
             adv = (group_advantages(r_v, G) if math.isinf(cfg.lam) else
                    frpo_advantages(r_v, G, cfg.lam, jackknife=cfg.jackknife, scale=a.scale, baseline=cfg.baseline))
-            loss, _ = grpo_loss(lp_v, lp_v.detach(), mask, adv, ref_logp=ref_v, beta=cfg.beta)
+            loss, _ = grpo_loss(lp_v, lp_v.detach(), mask, adv, ref_logp=ref_v, beta=beta)
+        if per_seed:  # the losses add β·aggregate(k3); aggregate is linear, so β per row gives β_s per seed
+            b = torch.as_tensor(cfg.beta, dtype=DT).repeat_interleave(C * G).view(-1, 1)
+            loss = loss + aggregate(b * kl_k3(lp_v, ref_v), mask)
         total = total + loss
     return total * S
 
@@ -357,14 +399,14 @@ def pg_loss(logp: Tensor, reward2: Tensor, arms: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 # stages
 # ----------------------------------------------------------------------------------------------
-def train(env: Bandit, configs: Sequence[Config], a: BanditArgs, gen: torch.Generator):
+def train(env: Bandit, configs: Sequence[Config], a: BanditArgs, gen: torch.Generator, desc: str = "train"):
     """(1) GRPO/FRPO training of every (seed, config) from θ_ref; returns θ (S, V, d) and exact metrics (S, V, T)."""
     S, V = a.seeds, len(configs)
     theta = env.theta_ref.expand(S, V, -1).clone().requires_grad_(True)  # (S, V, d)
     ref_logp = log_policy(env.theta_ref.expand(S, 1, -1), env.phi)      # (S, 1, C, K)
     opt = torch.optim.Adam([theta], lr=a.lr)
     log = {"steps": [], "reward": [], "kl_ref": [], "entropy": []}
-    for t in progress(range(a.train_steps + 1), "train", a.progress):
+    for t in progress(range(a.train_steps + 1), desc, a.progress):
         logp = log_policy(theta, env.phi)
         if t % a.log_every == 0 or t == a.train_steps:
             for key, val in zip(("reward", "kl_ref", "entropy"), exact_stats(logp, ref_logp, env.reward)):
@@ -377,6 +419,35 @@ def train(env: Bandit, configs: Sequence[Config], a: BanditArgs, gen: torch.Gene
         loss.backward()
         opt.step()
     return theta.detach(), {k: np.stack(v, -1) if k != "steps" else np.array(v) for k, v in log.items()}
+
+
+def calibrate_matched(env: Bandit, configs: Sequence[Config], a: BanditArgs, target: np.ndarray,
+                      gen: Callable[[], torch.Generator]):
+    """KL-matched FRPO arms: per finite λ of the main sweep and per seed, the β whose trained policy has
+    KL(π‖π_ref) = ``target`` (S,) (GRPO's, exact, mean over contexts) within --match-rtol.
+
+    Bisection on log β over --match-beta-range (``toy.calibrate.bisect_log``) with seeds × λ as one
+    batch: each step trains every matched arm once from θ_ref with the same random numbers (``gen()``
+    is a fresh generator of one seed; each (seed, arm) θ has its own gradient and its own samples), so
+    the final KL is a deterministic function of β per (seed, λ). The arms are then trained once more
+    at the calibrated β, reproducing the calibration's numbers. Returns (configs, θ (S, L, d), the
+    training log, the ``Bisection``). Deviation: FRPO tunes one β per arm by hand (App. B.3); here β
+    is solved for per seed so that every pair (FRPO, GRPO) of a seed is matched.
+    """
+    lams = [c.lam for c in configs if c.group == "main" and math.isfinite(c.lam)]
+
+    def arms(beta: np.ndarray) -> list[Config]:
+        return [Config(lam_name(lam) + "_matched", "matched", lam, a.jackknife, a.baseline,
+                       tuple(float(b) for b in beta[:, j])) for j, lam in enumerate(lams)]
+
+    def final_kl(beta: np.ndarray) -> np.ndarray:
+        return train(env, arms(beta), a, gen(), desc="match β")[1]["kl_ref"][..., -1]
+
+    goal = np.repeat(np.asarray(target, dtype=np.float64)[:, None], len(lams), 1)
+    cal = bisect_log(final_kl, goal, *a.match_beta_range, rtol=a.match_rtol, max_iter=a.match_iters)
+    matched = arms(cal.x)
+    theta, log = train(env, matched, a, gen(), desc="matched")
+    return matched, theta, log, cal
 
 
 def downstream(env: Bandit, theta0: Tensor, a: BanditArgs, stage: str, gen: torch.Generator):
@@ -435,20 +506,33 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     env = make_bandit(a, gen(0))
     theta, tr = train(env, configs, a, gen(1))
     times["train"] = time.perf_counter() - t0
-    m = {"configs": np.array([c.name for c in configs]), "steps_train": tr["steps"],
-         **{f"train_{k}": v for k, v in tr.items() if k != "steps"}}
+    m = {"steps_train": tr["steps"], **{f"train_{k}": v for k, v in tr.items() if k != "steps"}}
+    matched, theta_m = [], None
+    names = [c.name for c in configs]
+    if a.matched and "grpo" in names and any(c.group == "main" and math.isfinite(c.lam) for c in configs):
+        t_m = time.perf_counter()
+        target = m["train_kl_ref"][:, names.index("grpo"), -1]
+        matched, theta_m, tr_m, cal = calibrate_matched(env, configs, a, target, lambda: gen(5))
+        for k in ("reward", "kl_ref", "entropy"):
+            m[f"train_{k}"] = np.concatenate([m[f"train_{k}"], tr_m[k]], 1)
+        m.update(match_target=target, match_beta=cal.x, match_kl=cal.value, match_rel_err=cal.rel_err,
+                 match_bracketed=cal.bracketed, match_evals=np.array(cal.evals))
+        times["match"] = time.perf_counter() - t_m
+    m["configs"] = np.array([c.name for c in configs + matched])
     ref = log_policy(env.theta_ref.expand(a.seeds, 1, -1), env.phi)
     r0, _, h0 = exact_stats(ref, ref, env.reward)
     m["ref_reward"], m["ref_entropy"] = r0[:, 0], h0[:, 0]
+    parts = [theta] + ([theta_m] if matched else [])  # calls of their own: the other arms do not depend on --matched
     t1 = time.perf_counter()
     for i, stage in enumerate(("sft", "pg")):
-        d = downstream(env, theta, a, stage, gen(2 + i))
-        m[f"steps_{stage}"] = d.pop("steps")
-        m.update({f"{stage}_{k}": v for k, v in d.items()})
+        ds = [downstream(env, th, a, stage, gen(2 + i)) for th in parts]  # the same SFT data for every part
+        m[f"steps_{stage}"] = ds[0]["steps"]
+        m.update({f"{stage}_{k}": np.concatenate([d[k] for d in ds], 1) for k in ds[0] if k != "steps"})
     times["downstream"] = time.perf_counter() - t1
+    configs = list(configs) + matched
     t2 = time.perf_counter()
     m["rhos"] = np.array(sorted(set(a.rhos) | set(a.kl_levels) | {0.0}))
-    m["worst_value"] = worst_case(env, theta, m["rhos"], a)
+    m["worst_value"] = np.concatenate([worst_case(env, th, m["rhos"], a) for th in parts], 1)
     times["worst_case"] = time.perf_counter() - t2
     summary = {"args": asdict(a), "preset": preset, "configs": [c._asdict() for c in configs],
                "kl_levels": list(a.kl_levels)}
@@ -463,8 +547,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     np.savez_compressed(out / "metrics.npz", **m)
     write_json(out / "summary.json", summary)
     make_plots(out, m, configs, summary, a)
+    (out / "tables.md").write_text(markdown_tables(summary, a, a.ablation_lam if a.ablation_lam in a.lams else
+                                                   next((x for x in a.lams if math.isfinite(x)), math.inf)))
     print_table(summary, configs, a)
-    print(f"\nwrote {out}/summary.json, metrics.npz and PNGs in {times['total']:.1f} s")
+    print(f"\nwrote {out}/summary.json, metrics.npz, tables.md and PNGs in {times['total']:.1f} s")
     return summary
 
 

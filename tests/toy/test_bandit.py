@@ -24,13 +24,14 @@ from toy._common import field_docs, mean_ci_axis, parse_args
 
 REPO = Path(__file__).resolve().parents[2]
 SUMMARY_KEYS = {"args", "preset", "runtime_s", "configs", "kl_levels", "reference", "results", "vs_grpo",
-                "ablations", "rlvr"}
+                "ablations", "rlvr", "vs_grpo_matched", "matching"}
 RESULT_KEYS = {"train/reward", "train/kl_ref", "train/entropy", "sft/kl_final", "pg/kl_final",
                "sft/task_kl_final", "pg/task_reward_final"}
 NPZ_KEYS = {"configs", "steps_train", "train_reward", "train_kl_ref", "train_entropy", "steps_sft", "sft_kl",
             "sft_reward", "sft_task", "steps_pg", "pg_kl", "pg_reward", "pg_task", "rhos", "worst_value",
             "ref_reward", "ref_entropy", "rlvr_betas", "rlvr_steps", "rlvr_tv_exact", "rlvr_tv_grpo_k3",
-            "rlvr_drift", "rlvr_bound", "rlvr_ce_betas", "rlvr_ce_drift"}
+            "rlvr_drift", "rlvr_bound", "rlvr_ce_betas", "rlvr_ce_drift", "match_target", "match_beta", "match_kl",
+            "match_rel_err", "match_bracketed", "match_evals"}
 PNGS = ("landscape.png", "ablation_baseline.png", "ablation_jackknife.png", "ablation_kl_budget.png", "rlvr.png")
 
 
@@ -50,7 +51,8 @@ def test_smoke_run_writes_documented_files(smoke):
     assert SUMMARY_KEYS <= set(on_disk)
     assert on_disk["preset"] == "smoke" and on_disk["args"]["seeds"] == 2
     names = [c["name"] for c in on_disk["configs"]]
-    assert {"grpo", "frpo_lam0.2", "frpo_lam2", "frpo_lam0.2_nojk", "frpo_lam2_nobase", "grpo_beta0.32"} <= set(names)
+    assert {"grpo", "frpo_lam0.2", "frpo_lam2", "frpo_lam0.2_nojk", "frpo_lam2_nobase", "grpo_beta0.32",
+            "frpo_lam0.2_matched", "frpo_lam2_matched"} <= set(names)
     for name in names:
         keys = set(on_disk["results"][name])
         assert RESULT_KEYS <= keys
@@ -63,6 +65,7 @@ def test_smoke_run_writes_documented_files(smoke):
         assert NPZ_KEYS <= set(m.files)
         assert m["train_reward"].shape[:2] == (2, len(names))
         assert m["worst_value"].shape == (2, len(names), len(m["rhos"]))
+    assert "KL-matched" in (out / "tables.md").read_text()
     for png in PNGS:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert on_disk["runtime_s"]["total"] < 60
@@ -133,6 +136,8 @@ def test_help_documents_every_option(capsys):
     (["--scale", "half"], "half"),
     (["--seeds", "two"], "two"),
     (["--plateau-reward", "0.9,0.2"], "0.9"),
+    (["--match-beta-range", "1,0.5"], "--match-beta-range=1.0,0.5"),
+    (["--match-rtol", "0"], "--match-rtol=0"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, needle, capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
