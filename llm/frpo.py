@@ -34,6 +34,13 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import split_pixel_values_by_grid, split_tensor_dict, unsplit_pixel_values_by_grid
 
+from llm.trl_compat import (  # noqa: F401  (TESTED_TRL, TRLCompatibilityError: re-exported)
+    _TRL_ATTRS,
+    TESTED_TRL,
+    TRLCompatibilityError,
+    _trl_error,
+    check_trl_compatibility,
+)
 from theory.losses import (
     SCALES,
     aggregate,
@@ -220,7 +227,12 @@ class FRPOTrainer(GRPOTrainer):
     Takes the same arguments as ``trl.GRPOTrainer``; ``args`` must be an :class:`FRPOConfig`.
     Adds to each generation batch ``frpo_rewards`` (B,), ``frpo_valid`` (B,) bool (False where every
     reward function returned None) and ``frpo_group_ids`` (B,) int64 (unique per prompt group and
-    generation round, assigned by position in the gathered generation batch — no hashing). Logs
+    generation round, assigned by position in the gathered generation batch — no hashing), and in advantage
+    mode ``frpo_advantages`` (B,). Guards against a TRL that would make it plain GRPO: at init every private
+    GRPOTrainer method it overrides or calls must exist with the parameters it uses
+    (:func:`check_trl_compatibility`, tested TRL :data:`TESTED_TRL`); during training every loss must come
+    from a batch FRPO scored, with the advantages FRPO set, through FRPO's ``_compute_loss``
+    (:attr:`frpo_loss_batches` counts them); otherwise TRLCompatibilityError. Logs
     ``frpo/weight_entropy``, ``frpo/max_weight``, ``frpo/effective_group_size`` (and in ratio mode
     ``frpo/log_z``, ``frpo/clip_ratio``) beside TRL's metrics.
     """
@@ -233,9 +245,16 @@ class FRPOTrainer(GRPOTrainer):
             raise TypeError(
                 f"FRPOTrainer needs args=FRPOConfig(...), got {type(args).__name__}; FRPOConfig sets lam and "
                 "the TRL settings FRPO requires (scale_rewards='none', loss_type='grpo')")
+        check_trl_compatibility()
         super().__init__(model, reward_funcs, args, *a, **kw)
+        missing = [k for k in _TRL_ATTRS if not hasattr(self, k)] + \
+            ([] if isinstance(getattr(self, "_logs", None), dict) and "advantages" in self._logs else ["_logs['advantages']"])
+        if missing:
+            raise _trl_error("__init__", f"does not set {missing}")
         self._frpo_rewards_per_func: torch.Tensor | None = None
         self._frpo_next_group_id = 0
+        self.frpo_loss_batches = 0
+        """Micro-batches whose loss used FRPO's advantages (advantage mode) or surrogate (ratio mode)."""
 
     # -------------------------------------------------------------------------------- generation
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -249,6 +268,9 @@ class FRPOTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         rewards_per_func, self._frpo_rewards_per_func = self._frpo_rewards_per_func, None
+        if rewards_per_func is None:
+            raise _trl_error("_generate_and_score_completions", "scored the completions without calling "
+                             "_calculate_rewards, so FRPO never saw the rewards")
         # the reward r_i exactly as TRL aggregates it (sum_then_normalize, before normalization)
         weights = self.reward_weights.to(rewards_per_func.device, rewards_per_func.dtype)
         valid = ~torch.isnan(rewards_per_func).all(dim=1)  # (N,)
@@ -265,6 +287,7 @@ class FRPOTrainer(GRPOTrainer):
                                   scale=args.lam_scale, baseline=args.baseline, valid=valid)
             adv = adv.to(output["advantages"].dtype)
             output["advantages"] = adv[local]
+            output["frpo_advantages"] = adv[local].clone()  # checked against what the loss reads
             logged = self._logs["advantages"]  # TRL logged its own advantages for the completions table
             for _ in range(min(n_global, len(logged))):
                 logged.pop()
@@ -301,8 +324,22 @@ class FRPOTrainer(GRPOTrainer):
         return self._buffered_inputs[self._step % steps]
 
     # -------------------------------------------------------------------------------- loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        calls = self.frpo_loss_batches
+        out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        if self.frpo_loss_batches == calls:
+            raise _trl_error("_compute_loss", "computed the loss without calling _compute_loss, so FRPO's "
+                             "advantages / surrogate were not used")
+        return out
+
     def _compute_loss(self, model, inputs):
+        if "frpo_group_ids" not in inputs:
+            raise _trl_error("_prepare_inputs", "built this batch without FRPO's _generate_and_score_completions "
+                             "(no frpo_* columns): its advantages are GRPO's")
+        self.frpo_loss_batches += 1
         if self.args.frpo_mode == "advantage":
+            if not torch.equal(inputs["advantages"], inputs["frpo_advantages"]):
+                raise _trl_error("_generate_and_score_completions", "changed the advantages after FRPO set them")
             return super()._compute_loss(model, inputs)
         return self._compute_ratio_loss(model, inputs)
 
