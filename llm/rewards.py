@@ -678,8 +678,8 @@ class RewardModelJudge(_SharedModel):
     Used as helpfulness on benign rows (FRPO App. B.1: Llama-3.1-8B-Instruct-RM-RB2) or, for a
     safety-trained RM, as a safety score (harmfulness = 1 − score). The (prompt, response) pair is
     rendered with the tokenizer's chat template when it has one, else ``text_template``. A pair longer
-    than ``max_length`` tokens loses the START of its response (then of its prompt), never the end,
-    where the RM reads its score; :attr:`truncated` counts such rows.
+    than ``max_length`` tokens is cut from the left (:meth:`fit_text`): the response keeps its end, where
+    the RM reads its score; :attr:`truncated` counts such rows.
     Deviation: the paper uses the raw RM logit for RL; σ maps it to [0, 1] as FRPO's unscaled
     advantages assume (App. B.1 "rewards scaled between 0 and 1").
     """
@@ -709,27 +709,25 @@ class RewardModelJudge(_SharedModel):
         return len(self.tokenizer(text, add_special_tokens=not chat)["input_ids"])
 
     def fit_text(self, prompt: str, response: str) -> str:
-        """The rendered pair within ``max_length`` tokens: the response (then the prompt) cut from its left."""
+        """The rendered pair within ``max_length`` tokens, cut from the left: first the prompt down to a quarter
+        of ``max_length``, then the response (its end, where the RM reads its score, is kept), then the prompt."""
         text = self.build_text(prompt, response)
         n = self._n_tokens(text)
         if n <= self.max_length:
             return text
         self.truncated += 1
-        for field_ in ("response", "prompt"):
-            ids = self.tokenizer(response if field_ == "response" else prompt, add_special_tokens=False)["input_ids"]
-            cut = 0
-            while n > self.max_length and cut < len(ids):  # re-rendering can shift the count by a token or two
-                cut = min(len(ids), cut + n - self.max_length)
-                kept = self.tokenizer.decode(ids[cut:])
-                if field_ == "response":
-                    response = kept
-                else:
-                    prompt = kept
-                text = self.build_text(prompt, response)
+        ids = {"prompt": self.tokenizer(prompt, add_special_tokens=False)["input_ids"],
+               "response": self.tokenizer(response, add_special_tokens=False)["input_ids"]}
+        cut = {"prompt": 0, "response": 0}
+        for field_, floor in (("prompt", min(len(ids["prompt"]), self.max_length // 4)), ("response", 0),
+                              ("prompt", 0)):
+            while n > self.max_length and len(ids[field_]) - cut[field_] > floor:
+                # re-rendering can shift the count by a token or two: cut, render, count again
+                cut[field_] = min(len(ids[field_]) - floor, cut[field_] + n - self.max_length)
+                kept = {k: self.tokenizer.decode(v[cut[k]:]) for k, v in ids.items()}
+                text = self.build_text(kept["prompt"], kept["response"])
                 n = self._n_tokens(text)
-            if n <= self.max_length:
-                return text
-        return text  # the template alone is longer than max_length: the tokenizer cuts it from the left
+        return text  # longer only if the template alone is: the tokenizer then cuts it from the left
 
     @torch.no_grad()
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:

@@ -340,3 +340,65 @@ def test_release_vllm_shuts_the_engine_down():
     assert memfix.release_vllm(trainer) is True and calls == ["engine"]
     assert trainer.vllm_generation.llm is None
     assert memfix.release_vllm(trainer) is False and memfix.release_vllm(object()) is False
+
+
+# ---------------------------------------------------------------------------------------------- distributed waits, names
+_TIMEOUT_SCRIPT = r"""
+import os, socket, sys
+import torch.distributed as td
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+seen = []
+real = td.init_process_group
+td.init_process_group = lambda *a, **kw: (seen.append(kw.get("timeout")), real(*a, **kw))[1]
+from llm.dist import Dist
+d = Dist(cpu=True, timeout_s=float(sys.argv[1]))
+print(seen[0].total_seconds() if seen and seen[0] is not None else None, d.world_size)
+"""
+
+
+def test_process_group_is_created_with_the_configured_timeout(tmp_path):
+    """accelerate's PartialState passes the timeout to torch.distributed.init_process_group (gloo, one rank):
+    the value of ddp_timeout, not torch's 10-minute NCCL default, bounds every barrier."""
+    script = tmp_path / "t.py"
+    script.write_text(_TIMEOUT_SCRIPT)
+    res = subprocess.run([sys.executable, str(script), "1234"], capture_output=True, text=True, timeout=300,
+                         cwd=REPO, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split()[:2] == ["1234.0", "1"]
+
+
+def test_the_pipeline_passes_ddp_timeout_to_the_process_group(monkeypatch, tmp_path):
+    import llm.run as run_mod
+    from llm.dist import process_group_timeout
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def fake_dist(*a, **kw):
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr(run_mod, "Dist", fake_dist)
+    cfg = load_config(None, [f"output_dir={tmp_path}", "ddp_timeout=4321", "device=cpu"])
+    with pytest.raises(Stop):
+        run_mod.run(cfg)
+    assert seen["timeout_s"] == 4321
+    with pytest.raises(ValueError, match="timeout_s=0"):
+        process_group_timeout(0)
+    with pytest.raises(ConfigError, match="ddp_timeout"):
+        load_config(None, ["ddp_timeout=0"])
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../x", "a b", "x;rm", "-x", "", "é"])
+def test_run_name_must_be_a_plain_name(name):
+    with pytest.raises(ConfigError, match="run_name=.*plain name"):
+        load_config(None, [f"run_name={json.dumps(name)}"])
+
+
+def test_plain_names_pass():
+    assert load_config(None, ["run_name=qwen_safety-v2.1"]).run_name == "qwen_safety-v2.1"
+    with pytest.raises(ConfigError, match=r"align\.arms\.0\.name"):
+        load_config(None, ['align.arms=[{name: "..", algo: grpo}]'])
