@@ -256,32 +256,48 @@ def _kl_interior(r, p, w, rho, sup, rmin, d):
     return DROResult(float(w @ er - lam * rho), lam, q, -lam - er)
 
 
-def _chi2_inner(d, p, lam, order):
+def _chi2_inner(d, p, lam, order, rank):
     """Per-prompt penalized problem min_Q E_Q d + λ χ²(Q||π) in closed form (piecewise linear).
 
     Optimal ratio L = (u - d)_+ / (2λ) with E_π L = 1; u solves E_π (u - d)_+ = 2λ exactly by sorting.
-    Returns (u - 2λ) (m,), L (m, n), χ² (m,) and the slope d χ² / d log λ (m,): on a fixed active
-    set A, u = (2λ + E_π[d; A]) / π(A), which gives 2 π(not A)/π(A) - 2 χ².
+    On the active set A (the sorted positions <= j, d_(j) the last breakpoint below u), with
+    c = π(A), t = π(not A) and g_j = E_π (d_(j) - d)_+:
+      u - d_(j) = (2λ - g_j) / c,    Q = π L = π (1 - g_j/(2λ)) / c + π (d_(j) - d) / (2λ) on A,
+      χ²(Q||π) = t/c + Σ_A π (d - m_A)² / (4λ²),    m_A = E_π[d | A],
+      d χ² / d log λ = -2 Σ_A π (d - m_A)² / (4λ²) = 2 t/c - 2 χ².
+    Every term is a sum of nonnegative parts (g_j by its recurrence g_k = g_{k-1} + c_{k-1}
+    (d_(k) - d_(k-1)), m_A about the weighted median of A), so π entries down to 1e-300 and
+    2λ far below the spread of d keep full relative precision: nothing forms u - d from u itself.
+    ``rank`` is the inverse permutation of ``order``. Returns u - 2λ (m,), Q (m, n), χ² (m,), slope (m,).
     """
+    m_rows, n = d.shape
     ds = np.take_along_axis(d, order, axis=1)                 # (m, n) ascending on the support
     ps = np.take_along_axis(p, order, axis=1)
     c = np.cumsum(ps, axis=1)
-    s = np.cumsum(ps * ds, axis=1)
-    # mass strictly after position j, summed from the right so it is exactly 0 at the end (for
-    # λ >> spread the factor 2λ would otherwise amplify the rounding of 1 - c)
-    tail = np.concatenate([np.cumsum(ps[:, :0:-1], axis=1)[:, ::-1], np.zeros((len(ps), 1))], 1)
-    # E_π (d_(j) - d)_+, nondecreasing in j; off-support entries (sorted last) are never breakpoints
-    g = np.where(ps > 0, ds * c - s, np.inf)
-    j = (g <= 2.0 * lam).sum(axis=1) - 1                      # last breakpoint below the root
-    cj = np.take_along_axis(c, j[:, None], 1)[:, 0]
-    sj = np.take_along_axis(s, j[:, None], 1)[:, 0]
-    tj = np.take_along_axis(tail, j[:, None], 1)[:, 0]
-    v = (2.0 * lam * tj + sj) / cj                            # u - 2λ, computed without cancellation
-    u = v + 2.0 * lam
-    act = (u[:, None] > d) & (p > 0)
-    l_minus_1 = np.where(act, (v[:, None] - d) / (2.0 * lam), -1.0)  # (m, n)
-    chi2 = (p * l_minus_1 ** 2).sum(axis=1)
-    return v, 1.0 + l_minus_1, chi2, 2.0 * tj / cj - 2.0 * chi2
+    # mass strictly after position j, summed from the right so it is exactly 0 at the end
+    tail = np.concatenate([np.cumsum(ps[:, :0:-1], axis=1)[:, ::-1], np.zeros((m_rows, 1))], 1)
+    # breakpoints g_k = E_π (d_(k) - d)_+, nondecreasing; off-support entries (sorted last) never are
+    steps = c[:, :-1] * np.diff(ds, axis=1)
+    g = np.concatenate([np.zeros((m_rows, 1)), np.cumsum(np.maximum(steps, 0.0), axis=1)], 1)
+    g = np.where(ps > 0, g, np.inf)
+    two_lam = 2.0 * lam
+    j = (g <= two_lam).sum(axis=1) - 1                        # last breakpoint below the root
+    take = lambda a: np.take_along_axis(a, j[:, None], 1)[:, 0]  # noqa: E731
+    cj, tj, gj, dj = take(c), take(tail), take(g), take(ds)
+    act = (rank <= j[:, None]) & (p > 0)                      # (m, n) in the caller's layout
+    # m_A about a pivot a = the weighted median of A, so Σ π (d - a) has no large cancellation
+    k_med = np.minimum((c < 0.5 * cj[:, None]).sum(axis=1), j)
+    a = np.take_along_axis(ds, k_med[:, None], 1)             # (m, 1)
+    da = np.where(act, d - a, 0.0)
+    m_a = (p * da).sum(axis=1) / cj                           # m_A - a
+    z = np.where(act, np.sqrt(p) * ((da - m_a[:, None]) / two_lam), 0.0)
+    spread_term = (z * z).sum(axis=1)                          # Σ_A π (d - m_A)² / (4λ²)
+    chi2 = tj / cj + spread_term
+    base = np.maximum(1.0 - gj / two_lam, 0.0) / cj            # L at d = d_(j)
+    with np.errstate(under="ignore"):
+        q = np.where(act, p * base[:, None] + (p * (dj[:, None] - d)) / two_lam, 0.0)
+    v = (two_lam - gj) / cj - two_lam + dj                     # u - 2λ
+    return v, q, chi2, -2.0 * spread_term
 
 
 def _chi2_interior(r, p, w, rho, sup, rmin, d, p_a):
@@ -289,11 +305,13 @@ def _chi2_interior(r, p, w, rho, sup, rmin, d, p_a):
     active = w > 0
     # off-support entries go last in each row so they never become breakpoints
     order = np.argsort(np.where(sup, d, np.inf), axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(d.shape[1])[None, :].repeat(d.shape[0], 0), axis=1)
 
-    da, pa, oa, wa = d[active], p[active], order[active], w[active]
+    da, pa, oa, ra, wa = d[active], p[active], order[active], rank[active], w[active]
 
     def h(lam):
-        _, _, chi2, slope = _chi2_inner(da, pa, lam, oa)
+        _, _, chi2, slope = _chi2_inner(da, pa, lam, oa, ra)
         return float(wa @ chi2) - rho, float(wa @ slope)
 
     spread = float(d[active].max())
@@ -308,8 +326,7 @@ def _chi2_interior(r, p, w, rho, sup, rmin, d, p_a):
     lam = _find_lambda(h, lam_guess, lam_hi, lam_floor)
     if lam == 0.0:
         return None
-    v, ratio, chi2, _ = _chi2_inner(d, p, lam, order)
-    q = p * ratio
+    v, q, chi2, _ = _chi2_inner(d, p, lam, order, rank)
     inner = rmin + (q * d).sum(axis=1) + lam * chi2           # E_Q r + λ χ² per prompt
     return DROResult(float(w @ inner - lam * rho), lam, q, -rmin - v)
 
