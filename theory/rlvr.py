@@ -94,8 +94,23 @@ def _mean(p: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.sum(p * v, axis=-1)
 
 
+def _wmedian(p: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Weighted median of ``v`` under ``p`` over the last axis, shape (..., 1) (entries with p = 0 skipped)."""
+    p, v = np.broadcast_arrays(p, v)
+    order = np.argsort(np.where(p > 0, v, np.inf), axis=-1, kind="stable")
+    cum = np.cumsum(np.take_along_axis(p, order, axis=-1), axis=-1)
+    k = np.minimum((cum < 0.5 * cum[..., -1:]).sum(axis=-1, keepdims=True), v.shape[-1] - 1)
+    return np.take_along_axis(v, np.take_along_axis(order, k, axis=-1), axis=-1)
+
+
 def _cov(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cov_p(a, b) = E_p[(a − E_p a)(b − E_p b)] over the last axis (centered form)."""
+    """Cov_p(a, b) = E_p[(a − E_p a)(b − E_p b)] over the last axis (centered form).
+
+    Both factors are first shifted by their weighted median (exact for the bulk of the mass), so a
+    variance carried by entries of probability ~1e-300 is not swamped by the rounding of E_p a.
+    """
+    a = a - _wmedian(p, a)
+    b = b - _wmedian(p, b)
     da = a - _mean(p, a)[..., None]
     db = b - _mean(p, b)[..., None]
     return _mean(p, da * db)
@@ -218,51 +233,71 @@ def _tilt_inputs(pi_ref, reward, beta, safety=None):
     return pi_ref, reward, b, _values("safety", safety, pi_ref.shape)
 
 
-def tilt_chi2(pi_ref, reward, beta) -> np.ndarray:
-    """χ² divergence of the Gibbs tilt from the reference: χ²(π*‖π_ref) = E_ref[e^{2g/β}]/Z² − 1.
+def _ratio_deviation(pi_ref: np.ndarray, reward: np.ndarray, b: float) -> np.ndarray:
+    """w − E_ref w for the likelihood ratio w = π*/π_ref, to full relative precision (0 off the support).
 
-    Computed as expm1(logsumexp(log π_ref + 2g/β) − 2 logsumexp(log π_ref + g/β)), so it never
-    forms e^{g/β}. Equals Var_{π_ref}(w) for the likelihood ratio w = π*/π_ref.
+    With x = (g − max g)/β ≤ 0 and u = e^x, w = u / E_ref u. About the weighted median a = e^{x_med}
+    of u, u − a = ±e^{max(x, x_med)} (−expm1(−|x − x_med|)) has no cancellation; then
+    w − E w = ((u − a) − E(u − a)) / E u, where E|u − a| ≤ 2 sd(u) keeps the two-pass mean exact to
+    a few ulps of sd(u). Valid from β → 0 (u underflows, a → 0) to β ≫ max |g| (x → 0, where the
+    plain e^{g/β − log Z} − 1 keeps only ε/|x| of its digits).
+    """
+    sup = pi_ref > 0
+    gmax = np.max(np.where(sup, reward, -np.inf), axis=-1, keepdims=True)
+    x = np.where(sup, (reward - gmax) / b, 0.0)                      # (..., paths), ≤ 0 on the support
+    x_med = _wmedian(pi_ref, x)                                      # (..., 1)
+    with np.errstate(under="ignore"):
+        du = np.sign(x - x_med) * np.exp(np.maximum(x, x_med)) * -np.expm1(-np.abs(x - x_med))
+        du = np.where(sup, du, 0.0)                                  # u − a
+        z = _mean(pi_ref, np.where(sup, np.exp(x), 0.0))             # E_ref u ≥ π_ref(argmax) > 0
+        return np.where(sup, (du - _mean(pi_ref, du)[..., None]) / z[..., None], 0.0)
+
+
+def tilt_chi2(pi_ref, reward, beta) -> np.ndarray:
+    """χ² divergence of the Gibbs tilt from the reference: χ²(π*‖π_ref) = Var_{π_ref}(w), w = π*/π_ref.
+
+    Equals E_ref[e^{2g/β}]/Z² − 1. Computed as Σ π_ref (w − E_ref w)² with w − E w from centred
+    exponents (see ``_ratio_deviation``), so it keeps full relative precision when χ² is tiny
+    (β ≫ max |g|: χ² ≈ Var_ref(g)/β²) and never overflows when it is huge (β → 0).
     Symbols → arguments: π_ref → ``pi_ref``, g → ``reward``, β → ``beta``.
     Paper: RLVR safety drift, Theorem 2 (Safety Drift Upper Bound).
-    Deviation: reconstructed statement (docs/theory.md §3).
+    Deviation: reconstructed statement (docs/theory.md §3). The former expm1(log m2 − 2 log Z) lost
+    every digit as χ² → 0 (bound 0 at β = 1e8 against a drift of 2.5e-9).
     """
     pi_ref, reward, b = _tilt_inputs(pi_ref, reward, beta)
-    log_pi_ref = _log(pi_ref)
-    log_m2 = logsumexp(log_pi_ref + 2.0 * reward / b, axis=-1)
-    log_z = logsumexp(log_pi_ref + reward / b, axis=-1)
-    return np.maximum(np.expm1(log_m2 - 2.0 * log_z), 0.0)  # ≥ 0 by Jensen; clip round-off
+    dev = _ratio_deviation(pi_ref, reward, b)
+    t = np.sqrt(pi_ref) * dev                                        # no overflow of dev² for tiny π_ref
+    return np.sum(t * t, axis=-1)
 
 
 def exact_drift(pi_ref, reward, safety, beta) -> np.ndarray:
     """Exact safety drift of the Gibbs tilt as a covariance: ΔS = Cov_{π_ref}(s, w), w = π*/π_ref.
 
-    w(r) = e^{g(r)/β} / Z (formed in log space, never e^{g/β} alone); the covariance is centered,
-    Σ π_ref (s − E_ref s)(w − E_ref w), without using E_ref w = 1.
+    Σ π_ref (s − E_ref s)(w − E_ref w), centered in both factors (never using E_ref w = 1), with
+    w − E_ref w from centred exponents (``_ratio_deviation``: full relative precision for β from
+    1e-3 to 1e12, never e^{g/β} alone).
     Symbols → arguments: π_ref → ``pi_ref``, g → ``reward``, s → ``safety``, β → ``beta``.
     Paper: RLVR safety drift, Theorem 2 (proof: the drift identity).
     Deviation: reconstructed statement (docs/theory.md §3); paths with π_ref = 0 are dropped.
     """
     pi_ref, reward, b, s = _tilt_inputs(pi_ref, reward, beta, safety)
-    _, log_z = _log_tilt(pi_ref, reward, b)
-    # w ≤ 1/π_ref on the support; off the support it is irrelevant, so set it to 0 there. The
-    # exponent cap only matters for π_ref < e^{-700}, where w itself is not representable.
-    w = np.where(pi_ref > 0, np.exp(np.minimum(reward / b - log_z[..., None], 700.0)), 0.0)
-    return _cov(pi_ref, s, w)
+    s = s - _wmedian(pi_ref, s)                                      # as in _cov
+    ds = s - _mean(pi_ref, s)[..., None]
+    return _mean(pi_ref, ds * _ratio_deviation(pi_ref, reward, b))
 
 
 def chi2_drift_bound(pi_ref, reward, safety, beta) -> np.ndarray:
     """χ² bound on the safety drift: |ΔS| ≤ √(Var_{π_ref}(s) · χ²(π*‖π_ref)).
 
     Cauchy–Schwarz on Cov_{π_ref}(s, w); equality iff s is affine in w on the support (always
-    with two paths). χ² from :func:`tilt_chi2` (log space).
+    with two paths). χ² from :func:`tilt_chi2` (centred exponents, full precision as χ² → 0).
     Symbols → arguments: π_ref → ``pi_ref``, g → ``reward``, s → ``safety``, β → ``beta``.
     Paper: RLVR safety drift, Theorem 2 (Safety Drift Upper Bound).
     Deviation: reconstructed statement (docs/theory.md §3).
     """
     pi_ref, reward, b, s = _tilt_inputs(pi_ref, reward, beta, safety)
     var_s = _cov(pi_ref, s, s)
-    return np.sqrt(var_s * tilt_chi2(pi_ref, reward, b))
+    return np.sqrt(var_s) * np.sqrt(tilt_chi2(pi_ref, reward, b))  # no underflow of the product
 
 
 def chi2_drift_bound_policy(pi, pi_ref, safety) -> np.ndarray:
