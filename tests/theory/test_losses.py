@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import mpmath
 import numpy as np
 import pytest
 import torch
@@ -125,6 +126,43 @@ def test_vectorized_equals_per_group_loop():
         loop = torch.cat([frpo_advantages(r[i * g:(i + 1) * g], g, 0.7, jackknife=jk, scale="lambda")
                           for i in range(n)])
         torch.testing.assert_close(got, loop, rtol=0, atol=TOL["float64"])
+
+
+def mp_frpo_adv_group(r, lam, jackknife, baseline, dps=60):
+    """``ref_frpo_adv_group`` at ``dps`` digits (leave-one-out sums Σ_{k≠j} w_k summed directly)."""
+    with mpmath.workdps(dps):
+        r = [mpmath.mpf(float(x)) for x in r]
+        g, lam = len(r), mpmath.mpf(float(lam))
+        mean = mpmath.fsum(r) / g
+        w = [mpmath.exp(-(x - mean) / lam) for x in r]
+        b = 1 if baseline else 0
+        if not jackknife:
+            return np.array([float(lam * (b - g * wi / mpmath.fsum(w))) for wi in w])
+        u = mpmath.fsum(w) / g
+        u_loo = [mpmath.fsum(w[k] for k in range(g) if k != j) / (g - 1) for j in range(g)]
+        return np.array([float(lam * (b - g * w[i] * (1 / u - mpmath.fsum(
+            1 / u_loo[j] for j in range(g) if j != i) / g))) for i in range(g)])
+
+
+@given(r=st.lists(st.one_of(st.floats(-5, 5), st.sampled_from([-1.0, 0.0, 1.0])), min_size=2,
+                  max_size=10),
+       x=st.one_of(st.floats(-3.0, 8.0), st.sampled_from([-3.0, 5.0, 8.0])),
+       jk=st.booleans(), baseline=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_frpo_advantages_float32_large_lambda_no_cancellation(r, x, jk, baseline, dtype):
+    """Regression: float32 Â cancelled when λ ≫ |A| (relative error 5 at λ = 1e5, all digits by 1e8).
+
+    Against a 60-digit reference for λ = 1e-3 .. 1e8 (rewards given in the input dtype). Measured:
+    <= 2.4e-13 (float64) and <= 5.7e-8 (float32, its rounding) of max |Â| over 400 groups.
+    """
+    lam = 10.0 ** x
+    rt = torch.tensor(r, dtype=dtype)
+    got = frpo_advantages(rt, len(r), lam, jackknife=jk, baseline=baseline, scale="lambda")
+    assert got.dtype == dtype
+    want = mp_frpo_adv_group(rt.double().tolist(), lam, jk, baseline)
+    tol = 1e-12 if dtype == torch.float64 else 2e-7
+    # 1e-40 λ: the 60-digit reference's own rounding (all-tied groups have Â = 0 exactly)
+    np.testing.assert_allclose(got.double().numpy(), want, rtol=0,
+                               atol=tol * np.abs(want).max() + 1e-40 * lam)
 
 
 @pytest.mark.parametrize("scale,factor", [("lambda", lambda l: 1.0), ("one", lambda l: 1.0 / l),
