@@ -9,7 +9,7 @@ from itertools import product
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.tolerances import TOL
@@ -157,7 +157,6 @@ def test_jackknife_shrinks_the_bias_at_every_group_size():
         assert abs(jack) < abs(plain) / 10
 
 
-@settings(max_examples=20)
 @given(st.lists(st.floats(0.1, 10.0), min_size=2, max_size=4, unique=True).flatmap(
     lambda xs: st.tuples(st.just(np.array(xs)),
                          st.lists(st.floats(0.1, 1.0), min_size=len(xs), max_size=len(xs)))))

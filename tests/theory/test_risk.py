@@ -10,7 +10,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.optimize import minimize_scalar
@@ -25,17 +25,23 @@ mpmath.mp.dps = 60
 # strategies and references
 # ---------------------------------------------------------------------------------------------
 @st.composite
-def dist(draw, n_min=1, n_max=8, scale=10.0, zeros=False):
-    """(values (n,), probs (n,)): bounded rewards, probabilities bounded away from 0 (or exactly 0)."""
+def dist(draw, n_min=1, n_max=8, scale=10.0, zeros=False, tiny=True):
+    """(values (n,), probs (n,)): bounded rewards (ties on an integer grid), probabilities bounded
+    away from 0 (or exactly 0 with ``zeros``), with ``tiny`` some entries down to 1e-300."""
     n = draw(st.integers(n_min, n_max))
-    v = draw(arrays(np.float64, n, elements=st.floats(-scale, scale)))
+    grid = st.integers(-3, 3).map(float) if scale >= 3 else st.sampled_from([-1.0, 0.0, 1.0])
+    v = draw(arrays(np.float64, n, elements=st.one_of(st.floats(-scale, scale), grid)))
     low = 0.0 if zeros else 0.02
-    wts = draw(arrays(np.float64, n, elements=st.floats(low, 1.0)))
-    assume(wts.sum() > 0.05)
+    element = st.floats(low, 1.0)
+    if tiny:
+        element = st.one_of(element, st.floats(-300.0, -2.0).map(lambda e: 10.0 ** e))
+    wts = draw(arrays(np.float64, n, elements=element))
+    wts[0] = max(wts[0], 0.05)
     return v, wts / wts.sum()
 
 
 log_lam = st.floats(-3.0, 3.0)          # λ = 10**x, relative to rewards of scale <= 10
+wide_log_lam = st.one_of(log_lam, st.floats(-8.0, 12.0), st.sampled_from([-8.0, 12.0]))
 
 
 def mp_probs(p):
@@ -69,7 +75,7 @@ def tol(v, c=0.0):
 # ---------------------------------------------------------------------------------------------
 # bounds, monotonicity, limits, invariances
 # ---------------------------------------------------------------------------------------------
-@given(dist(), log_lam)
+@given(dist(), wide_log_lam)
 def test_between_min_and_mean(vp, x):
     v, p = vp
     er = entropic_risk(v, 10.0 ** x, p)
@@ -85,7 +91,7 @@ def test_hoeffding_lower_bound(vp, x):
     assert entropic_risk(v, lam, p) >= p @ v - s * s / (8.0 * lam) - tol(v)
 
 
-@given(dist(), log_lam, st.floats(0.0, 3.0))
+@given(dist(), wide_log_lam, st.floats(0.0, 3.0))
 def test_nondecreasing_in_lam(vp, x, dx):
     v, p = vp
     assert entropic_risk(v, 10.0 ** x, p) <= entropic_risk(v, 10.0 ** (x + dx), p) + tol(v)
@@ -122,7 +128,7 @@ def test_small_lam_converges_to_min(vp, x):
     assert -tol(v) <= gap <= -lam * math.log(p_a) + tol(v)
 
 
-@given(dist(zeros=True), log_lam)
+@given(dist(zeros=True), wide_log_lam)
 def test_zero_probability_entries_are_ignored(vp, x):
     v, p = vp
     sup = p > 0
@@ -137,7 +143,7 @@ def test_translation(vp, x, c):
     assert entropic_risk(v + c, lam, p) == pytest.approx(entropic_risk(v, lam, p) + c, abs=tol(v, c))
 
 
-@given(dist(), log_lam, st.floats(-2.0, 2.0))
+@given(dist(), wide_log_lam, st.floats(-2.0, 2.0))
 def test_positive_homogeneity(vp, x, loga):
     a = 10.0 ** loga
     v, p = vp
@@ -154,8 +160,7 @@ def test_uniform_default():
 # ---------------------------------------------------------------------------------------------
 # against mpmath: accuracy and the cumulant expansion
 # ---------------------------------------------------------------------------------------------
-@settings(max_examples=25)
-@given(dist(n_min=2, scale=1.0), st.floats(-2.0, 6.0))
+@given(dist(n_min=2, scale=1.0), st.one_of(st.floats(-2.0, 6.0), st.floats(-8.0, 12.0)))
 def test_matches_mpmath(vp, x):
     """A few ulps at every λ (measured <= 7e-16 over 400 random cases, λ = 1e-2 .. 1e6).
 
@@ -167,8 +172,7 @@ def test_matches_mpmath(vp, x):
     assert abs(entropic_risk(v, lam, p) - ref) <= 4e-15
 
 
-@settings(max_examples=25)
-@given(dist(n_min=2, scale=1.0))
+@given(dist(n_min=2, scale=1.0, tiny=False))
 def test_cumulant_expansion(vp):
     """(ER - κ1 + κ2/(2λ)) λ² -> κ3/6, and the next term is -κ4/(24λ) (docs/theory.md §1)."""
     v, p = vp
@@ -197,7 +201,6 @@ def test_finite_at_extreme_lam_and_rewards():
     assert entropic_risk(v, 1e-4, p) == pytest.approx(-1e4 - 1e-4 * math.log(0.1), abs=1e-9)
 
 
-@settings(max_examples=30)
 @given(arrays(np.float64, st.integers(2, 6), elements=st.floats(-1e4, 1e4)),
        st.sampled_from([1e-4, 1e6]))
 def test_finite_for_bounded_inputs(v, lam):
@@ -208,7 +211,6 @@ def test_finite_for_bounded_inputs(v, lam):
 # ---------------------------------------------------------------------------------------------
 # Remark 3.3: mean-variance approximation
 # ---------------------------------------------------------------------------------------------
-@settings(max_examples=20)
 @given(dist(n_min=2, scale=1.0), st.floats(-6.0, 0.0))
 def test_variance_penalty_is_the_max_over_lam(vp, x):
     """max_λ {E r - Var/(2λ) - λρ} = E r - sqrt(2ρ Var), found here by a bounded 1-D search."""
@@ -221,7 +223,6 @@ def test_variance_penalty_is_the_max_over_lam(vp, x):
     assert variance_penalty_value(v, p, rho) == pytest.approx(-res.fun, abs=TOL["dual_1d"])
 
 
-@settings(max_examples=20)
 @given(dist(n_min=2, scale=1.0))
 def test_remark_3_3_gap_is_order_rho(vp):
     """Exact KL dual - (E r - sqrt(2ρ Var)) = κ3/(3κ2) ρ + O(ρ^{3/2}) for one prompt.
