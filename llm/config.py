@@ -86,7 +86,7 @@ class BaseSection:
     dtype: str = "auto"
     """Weights dtype of hub/local models (training, merging, evaluation): "auto" (bfloat16 when bf16 is
     on, else float32), "bfloat16", "float16" or "float32"."""
-    seed: Optional[int] = None
+    seed: Optional[int] = 0
     """Tiny world only: pretrain ONE base with this seed and share it across all `seeds` (the seeds then vary
     alignment and downstream only, and the base's cost is paid once); null: every seed pretrains its own."""
     pretrain_steps: int = 1500
@@ -137,7 +137,7 @@ class AlignSection:
     system_prompt: str = ""
     """System message prepended to every alignment prompt (e.g. the Qwen-Math "Please reason step by
     step, and put your final answer within \\boxed{}."); empty: none."""
-    steps: int = 60
+    steps: int = 10
     """Optimizer steps per arm; 0 = train for `epochs` epochs instead."""
     epochs: float = 1.0
     """Epochs over align.dataset per arm when steps = 0."""
@@ -147,7 +147,7 @@ class AlignSection:
     """Linear warm-up as a fraction of the stage (0: constant learning rate, else constant after warm-up)."""
     num_generations: int = 8
     """Group size G (completions per prompt)."""
-    prompts_per_step: int = 4
+    prompts_per_step: int = 16
     """Prompts per device and micro-batch (micro-batch = prompts_per_step × num_generations completions);
     an optimizer step sees prompts_per_step × gradient_accumulation_steps × processes prompts."""
     gradient_accumulation_steps: int = 1
@@ -166,6 +166,15 @@ class AlignSection:
     """Module names LoRA adapts, e.g. [q_proj, k_proj, v_proj, o_proj] (empty: "all-linear")."""
     lora_dropout: float = 0.0
     """LoRA dropout."""
+    match_kl: bool = False
+    """Calibrate the alignment dose: every arm after the first trains until its KL to the base (tracked every
+    `match_every` steps on the probe prompts, as downstream) reaches the first arm's final tracked KL, for at
+    most `match_max_steps` steps — the FRPO paper tunes each arm to a comparable distance from the base. The
+    report says whether the arms' KL to the base agree within 20%."""
+    match_every: int = 2
+    """match_kl: tracking period (steps) of the calibrated arms (the first arm is tracked at its end)."""
+    match_max_steps: int = 0
+    """match_kl: step cap of a calibrated arm (0: 3 × `steps`)."""
     arms: list[ArmConfig] = field(default_factory=lambda: [
         ArmConfig(name="grpo", algo="grpo", beta=0.0),
         ArmConfig(name="frpo", algo="frpo", lam=0.2, beta=0.0),
@@ -189,17 +198,17 @@ class DownstreamSection:
     """Overrides of the keys below for one dataset: {<dataset spec>: {kinds: [rlvr], learning_rate: 6e-6,
     ...}}; every spec must be in `datasets`, every inner key a downstream key other than datasets and
     per_dataset."""
-    steps: int = 60
+    steps: int = 200
     """Optimizer steps per downstream run; 0 = train for `epochs` epochs instead."""
     epochs: float = 1.0
     """Epochs over the dataset when steps = 0."""
     max_rows: int = 0
     """Use a fixed-seed subset of this many rows of the dataset (0: all)."""
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     """AdamW learning rate of the downstream fine-tuning."""
     warmup_ratio: float = 0.0
     """Linear warm-up as a fraction of the stage (0: constant learning rate, else constant after warm-up)."""
-    batch_size: int = 16
+    batch_size: int = 80
     """Per-device batch size (sequences for SFT kinds; completions for rlvr, rounded to whole groups)."""
     gradient_accumulation_steps: int = 1
     """Micro-batches per optimizer step."""
@@ -224,9 +233,9 @@ class DownstreamSection:
     """rlvr: group size (0: align.num_generations)."""
     max_completion_length: int = 0
     """rlvr: maximum new tokens per completion (0: align.max_completion_length)."""
-    track_every: int = 10
+    track_every: int = 3
     """Tracking callback period (steps): KL to the aligned model, retained reward, task metric (0: off)."""
-    probe_prompts: int = 16
+    probe_prompts: int = 20
     """Held-out probe prompts used by the tracker (harmful prompts for safety, math problems for math)."""
     probe_samples: int = 4
     """Completions sampled per probe prompt by the tracker."""
@@ -234,10 +243,10 @@ class DownstreamSection:
     """KL(π‖π_aligned) estimator of the tracker and the evaluation: "rb" (exact per-token KL of the two
     next-token distributions summed along sampled responses; never negative, low variance) or "mc" (the
     sampled log-ratio)."""
-    stop_kl: float = 0.0
+    stop_kl: float = 16.0
     """Stop the downstream run at the first tracking step whose KL to the aligned model reaches this many nats
     (the dose in KL, not steps; `steps` is then the cap); 0 = run all steps. Needs track_every > 0."""
-    kl_grid: list[float] = field(default_factory=list)
+    kl_grid: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0, 12.0, 16.0])
     """KL values (nats) at which the report compares arms (matched-KL table): each tracked (KL, metric)
     trajectory is interpolated there, a seed that never reaches a point is missing for it. Empty: 5 points
     evenly spaced up to the largest KL that every trajectory of the run reaches."""
@@ -287,7 +296,7 @@ class RunConfig:
     """Name of the run directory under output_dir."""
     output_dir: str = "runs"
     """Parent directory of run directories."""
-    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    seeds: list[int] = field(default_factory=lambda: list(range(16)))
     """Seeds: each seed trains its own base, arms and downstream models (CIs are over seeds)."""
     device: str = "auto"
     """"auto" (CUDA when available), "cpu" or "cuda"."""
@@ -532,6 +541,10 @@ def validate(cfg: RunConfig) -> None:
     _check(a.lora_r >= 0 and a.lora_alpha >= 0, "align.lora_r", a.lora_r, ">= 0 (0 = full fine-tuning)")
     _check(0 <= a.lora_dropout < 1, "align.lora_dropout", a.lora_dropout, "[0, 1)")
     _check(len(a.arms) >= 1, "align.arms", a.arms, "at least one arm")
+    _check(a.match_every >= 1, "align.match_every", a.match_every, ">= 1")
+    _check(a.match_max_steps >= 0, "align.match_max_steps", a.match_max_steps, ">= 0 (0 = 3 × align.steps)")
+    _check(not a.match_kl or a.steps > 0, "align.match_kl", a.match_kl, "false when align.steps = 0",
+           "calibration counts steps: give align.steps")
     names = [arm.name for arm in a.arms]
     _check(len(set(names)) == len(names), "align.arms[].name", names, "unique names")
     for i, arm in enumerate(a.arms):

@@ -10,8 +10,10 @@ Metrics (keys of the pipeline's eval rows):
     eval/refusal_prob      tiny world only: probability mass of the first response token "sorry"
     eval/over_refusal      refusal share on harmless look-alikes
     eval/math_accuracy     greedy accuracy (llm.rewards.math_correct_reward; the tiny world's final number)
-    eval/kl_to_<ref>       Monte Carlo sequence KL(π‖π_ref) on the harmful prompts (math prompts for a math
-                           run), (1/N) Σ Σ_t [log π(y_t|·) − log π_ref(y_t|·)], y ~ π pure sampling
+    eval/kl_to_<ref>       sequence KL(π‖π_ref) on the harmful prompts (math prompts for a math run),
+                           (1/N) Σ_y KL̂(y), y ~ π pure sampling, with downstream.kl_estimator: "rb"
+                           Σ_t KL(π(·|x,y_<t) ‖ π_ref(·|x,y_<t)) (default) or "mc" the sampled log-ratio
+                           (llm.sampling, theory.losses.sequence_kl_terms)
     eval/refusal_rate_<v>  refusal share on the variant set v (identity shifting, backdoor trigger, ...)
 
 Sharding: every process evaluates ``prompts[rank::world_size]`` with its own copy of the model on its
@@ -137,7 +139,7 @@ class _Sums:
 
 
 def _tiny_metrics(acc: _Sums, model, tok, sets: EvalSets, variants: list[str], e, seed: int, ref_model,
-                  ref_key: str, dist) -> None:
+                  ref_key: str, dist, kl_estimator: str = "rb") -> None:
     from llm import world as W
 
     harmful = [r["prompt"] for r in dist.shard(sets.harmful.rows)] if sets.harmful.tiny else []
@@ -146,7 +148,8 @@ def _tiny_metrics(acc: _Sums, model, tok, sets: EvalSets, variants: list[str], e
                      len(harmful))
         acc.add_mean("eval/refusal_prob", W.refusal_prob(model, tok, harmful), len(harmful))
         if ref_model is not None:
-            acc.add_mean(ref_key, W.sequence_kl(model, ref_model, tok, harmful, n_samples=e.n_samples, seed=seed),
+            acc.add_mean(ref_key, W.sequence_kl(model, ref_model, tok, harmful, n_samples=e.n_samples, seed=seed,
+                                                estimator=kl_estimator),
                          len(harmful))
     benign = [r["prompt"] for r in dist.shard(sets.benign.rows)] if sets.benign.tiny else []
     if benign:
@@ -222,7 +225,7 @@ def evaluate(cfg, sets: EvalSets, model, tok, *, seed: int, dist, ref_model=None
     ref_key = f"eval/kl_to_{ref_name}"
     acc = _Sums()
     kl_on = "math" if cfg.align.reward == "math" and sets.math.rows and not sets.math.tiny else "harmful"
-    _tiny_metrics(acc, model, tok, sets, list(variants), e, seed, ref_model, ref_key, dist)
+    _tiny_metrics(acc, model, tok, sets, list(variants), e, seed, ref_model, ref_key, dist, cfg.downstream.kl_estimator)
     _spec_metrics(acc, model, tok, sets, list(variants), e, seed, ref_model, ref_key, dist, judge, kl_on)
     return acc.reduce(dist)
 

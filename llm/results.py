@@ -33,10 +33,12 @@ RESULTS = REPO / "results" / "tiny_world"
 RUNS = REPO / "runs" / "results"
 README = REPO / "README.md"
 BEGIN, END = "<!-- results:tiny-world:begin -->", "<!-- results:tiny-world:end -->"
-PRESETS = ("default", "lambda_sweep", "all_downstream", "rlvr_vs_sft", "math")
+PRESETS = ("default", "power", "lambda_sweep", "all_downstream", "csft_attacks", "rlvr_vs_sft", "math")
 QUESTIONS = {
     "default": "After benign affirmative SFT, does FRPO (λ=0.2) keep more refusal than GRPO at the same KL?",
+    "power": "The default's question on two seed lists (32 seeds): does the answer move between seed lists?",
     "lambda_sweep": "How does the retained refusal at matched KL depend on FRPO's λ?",
+    "csft_attacks": "Do CSFT and CSFT+PA keep refusal under the three fine-tuning attacks (fixed 60 steps)?",
     "all_downstream": "Which downstream methods erode refusal, and does FRPO keep more under each?",
     "rlvr_vs_sft": "Does RL with a verifiable reward downstream keep refusal where SFT on the same prompts does not?",
     "math": "After instruction SFT, does FRPO (λ=2) keep more arithmetic than GRPO at the same KL?",
@@ -102,6 +104,30 @@ def _dose_summary(track_rows: list[dict], eval_rows: list[dict], arms: list[str]
             f"{inside}/{len(seeds)} seeds.")
 
 
+def _seed_list_spread(reading: dict, arms: list[str], block: int = 16) -> str:
+    """The middle-grid paired difference (second arm − first) on disjoint seed lists of ``block`` seeds: how much
+    a `make run`-sized study moves between seed lists (each list is what a separate run with those seeds gives:
+    the runs are deterministic per seed and share the base)."""
+    from theory.stats import mean_ci
+
+    if len(arms) < 2:
+        return ""
+    out = []
+    for kind, r in reading.items():
+        seeds = sorted(set(r["values"][arms[0]]) & set(r["values"][arms[1]]))
+        if len(seeds) < 2 * block or not r["grid"]:
+            continue
+        j = len(r["grid"]) // 2
+        cells = []
+        for b in range(len(seeds) // block):
+            chunk = seeds[b * block:(b + 1) * block]
+            diffs = [r["values"][arms[1]][s][j] - r["values"][arms[0]][s][j] for s in chunk
+                     if r["values"][arms[1]][s][j] is not None and r["values"][arms[0]][s][j] is not None]
+            cells.append(f"seeds {chunk[0]}–{chunk[-1]}: {mean_ci(diffs)} (n={len(diffs)})")
+        out.append(f"Spread over seed lists ({kind}, {arms[1]} − {arms[0]} at KL {r['grid'][j]:.3g}): " + "; ".join(cells) + ".")
+    return "\n".join(out)
+
+
 def render_preset(name: str) -> str:
     """The README block of one stored preset: question, command, provenance, matched-KL and end-of-run tables."""
     from llm import report as R
@@ -136,6 +162,9 @@ def render_preset(name: str) -> str:
     dose = _dose_summary(track_rows, eval_rows, arms, key)
     if dose:
         parts += [dose, ""]
+    spread = _seed_list_spread(reading, arms, block=16)
+    if spread:
+        parts += [spread, ""]
     parts += ["Alignment dose (KL to the base): " + ("matched within 20%." if matched else "**not matched** (> 20%)."),
               "", align_table, "", "End of run:", "", R.retention_table(eval_rows, arms, kinds, headline), ""]
     paired = R.paired_differences(eval_rows, arms, kinds, headline)

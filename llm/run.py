@@ -41,7 +41,7 @@ from llm.dist import Dist
 from llm.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from llm.preflight import check_specs, load_accelerate_config
 
-PRESETS = ("default", "lambda_sweep", "all_downstream", "csft_attacks", "rlvr_vs_sft", "math")
+PRESETS = ("default", "power", "lambda_sweep", "all_downstream", "csft_attacks", "rlvr_vs_sft", "math", "smollm2_safety")
 
 
 class Stage:
@@ -74,9 +74,10 @@ def needs_world(cfg: RunConfig) -> bool:
 def _tracker_factory(cfg: RunConfig, sets, dataset: str, seed: int, jsonl: Path, dist):
     """``make(tokenizer) -> DownstreamTracker`` on the family's probe set, or None when there is none.
 
-    The task metric is the greedy math accuracy on the math eval set: all of it on the tiny world, the
-    first ``probe_prompts`` problems of a dataset spec (a 500-problem benchmark at every tracking step
-    would cost more than the fine-tuning).
+    The task metric: on the tiny world's safety runs the exact first-token refusal probability per probe;
+    on math runs the greedy math accuracy on the math eval set (all of it on the tiny world, the first
+    ``probe_prompts`` problems of a dataset spec: a 500-problem benchmark at every tracking step would cost
+    more than the fine-tuning).
     """
     from llm.callbacks import DownstreamTracker
     from llm.evaluation import greedy_accuracy, probe_rows
@@ -90,7 +91,10 @@ def _tracker_factory(cfg: RunConfig, sets, dataset: str, seed: int, jsonl: Path,
     funcs = reward_functions(cfg, cfg.align.reward_funcs, family, dist, cfg.align.helpfulness)
     rewards = {family: funcs[0], **{getattr(f, "__name__", type(f).__name__): f for f in funcs[1:]}}
     columns = {c: [r.get(c) for r in probes] for c in ("kind", "answer") if any(c in r for r in probes)}
-    math_rows = sets.math.rows if sets.math.tiny else sets.math.rows[: d.probe_prompts]
+    # the task metric of a math run (a safety run's arithmetic is evaluated after the stage; tracking it at
+    # every step would cost as much as the tracking itself)
+    math_rows = [] if family == "safety" else (sets.math.rows if sets.math.tiny
+                                               else sets.math.rows[: d.probe_prompts])
 
     # the tiny world's refusal is decided by the first response token: track its exact probability per probe
     # (no sampling noise; the matched-KL headline and the KL-DRO curve read it)
@@ -122,6 +126,29 @@ def _tracker_factory(cfg: RunConfig, sets, dataset: str, seed: int, jsonl: Path,
                                  tokenizer=tok, kl_estimator=d.kl_estimator, stop_kl=d.stop_kl, per_prompt=True)
 
     return make
+
+
+def _align_tracker_factory(cfg: RunConfig, sets, seed: int, jsonl: Path, *, every: int, stop_kl: float):
+    """``make(tokenizer)``: a tracker of the KL to the base during alignment (align.match_kl), or None."""
+    from llm.callbacks import DownstreamTracker
+    from llm.evaluation import probe_rows
+
+    d = cfg.downstream
+    probes = probe_rows(cfg, sets, d.probe_prompts)
+    if not probes:
+        return None
+
+    def make(tok):
+        return DownstreamTracker([r["prompt"] for r in probes], every=every, num_samples=d.probe_samples,
+                                 max_new_tokens=cfg.align.max_completion_length, jsonl_path=str(jsonl), seed=seed,
+                                 tokenizer=tok, kl_estimator=d.kl_estimator, stop_kl=stop_kl)
+
+    return make
+
+
+def _last_tracked_kl(jsonl: Path) -> Optional[float]:
+    rows = [r for r in read_jsonl(jsonl) if "kl" in r]
+    return max(rows, key=lambda r: r["step"])["kl"] if rows else None
 
 
 def _check_launch(cfg: RunConfig, dist, log) -> None:
@@ -261,12 +288,27 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
             run_stage(base, lambda: stage_base(cfg, world, seed, base.dir / "model", dist),
                       lambda path: measure(path, seed), {"type": "eval", "seed": seed, "arm": "base", "stage": "base"})
         base_path = str(base.dir / "model") if tiny_base else cfg.base.model
-        for arm in cfg.align.arms:
+        match_target: Optional[float] = None
+        for i, arm in enumerate(cfg.align.arms):
             st = Stage(sdir / arm.name / "align", f"seed{seed}/{arm.name}/align")
             aligned_path = base_path if arm.algo == "none" else str(st.dir / "model")
-            run_stage(st, lambda: stage_align(cfg, world, arm, seed, base_path, st.dir, save_every, dist),
+            tracker, steps = None, None
+            a = cfg.align
+            if a.match_kl and arm.algo != "none":
+                if i == 0:  # the reference dose: track the first arm's KL to the base at its end
+                    tracker = _align_tracker_factory(cfg, sets, seed, st.dir / "track.jsonl", every=a.steps,
+                                                     stop_kl=0.0)
+                elif match_target is not None:
+                    tracker = _align_tracker_factory(cfg, sets, seed, st.dir / "track.jsonl", every=a.match_every,
+                                                     stop_kl=match_target)
+                    steps = a.match_max_steps or 3 * a.steps
+            run_stage(st, lambda: stage_align(cfg, world, arm, seed, base_path, st.dir, save_every, dist,
+                                              tracker_factory=tracker, steps=steps),
                       lambda path: measure(path, seed, base_path, "base"),
                       {"type": "eval", "seed": seed, "arm": arm.name, "stage": "aligned"})
+            if a.match_kl and i == 0 and dist.is_main:
+                match_target = _last_tracked_kl(st.dir / "track.jsonl")
+            match_target = dist.broadcast(match_target) if a.match_kl else None
             for kind, ds, label in jobs:
                 ds_dir = sdir / arm.name / "downstream" / label.replace("@", "_")
                 dst = Stage(ds_dir, f"seed{seed}/{arm.name}/downstream/{label}")

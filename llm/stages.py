@@ -301,9 +301,12 @@ def stage_base(cfg: RunConfig, world, seed: int, out: Path, dist) -> str:
 
 
 def stage_align(cfg: RunConfig, world, arm: ArmConfig, seed: int, base_path: str, stage_dir: Path,
-                save_every: Optional[int], dist) -> str:
+                save_every: Optional[int], dist, tracker_factory: Optional[Callable[[Any], Any]] = None,
+                steps: Optional[int] = None) -> str:
     """Train one arm (GRPO or FRPO) from the base with align.reward_funcs; returns the aligned model's path.
-    ``algo: none`` returns ``base_path`` (the base is the aligned model)."""
+    ``algo: none`` returns ``base_path`` (the base is the aligned model). ``tracker_factory(tokenizer)``: a
+    tracking callback (KL to the base; with ``stop_kl`` it ends the stage at a KL dose, align.match_kl);
+    ``steps`` overrides align.steps (the cap of a calibrated arm)."""
     if arm.algo == "none":
         return base_path
     from trl import GRPOConfig, GRPOTrainer
@@ -311,7 +314,7 @@ def stage_align(cfg: RunConfig, world, arm: ArmConfig, seed: int, base_path: str
     from llm.frpo import FRPOConfig, FRPOTrainer
 
     a = cfg.align
-    common = trainer_args(cfg, stage_dir, seed, steps=a.steps, epochs=a.epochs,
+    common = trainer_args(cfg, stage_dir, seed, steps=a.steps if steps is None else steps, epochs=a.epochs,
                           learning_rate=arm.learning_rate or a.learning_rate, warmup_ratio=a.warmup_ratio,
                           grad_accum=a.gradient_accumulation_steps, grad_ckpt=a.gradient_checkpointing,
                           save_every=save_every)
@@ -328,10 +331,17 @@ def stage_align(cfg: RunConfig, world, arm: ArmConfig, seed: int, base_path: str
     tok = load_tokenizer(base_path)
     rows = align_rows(cfg, world)
     rewards = reward_functions(cfg, a.reward_funcs, a.reward, dist, a.helpfulness)
+    peft_cfg = _lora(a.lora_r, a.lora_alpha, a.lora_target_modules, a.lora_dropout)
+    callbacks = [tracker_factory(tok)] if tracker_factory is not None else []
     trainer = cls(model=base_path, reward_funcs=rewards, args=args,
                   train_dataset=_to_dataset(rows, ("prompt", "kind", "topic", "answer")), processing_class=tok,
-                  peft_config=_lora(a.lora_r, a.lora_alpha, a.lora_target_modules, a.lora_dropout))
-    trainer.train(resume_from_checkpoint=_resume_point(stage_dir / "ckpt"))
+                  peft_config=peft_cfg, callbacks=callbacks)
+    resume = _resume_point(stage_dir / "ckpt")
+    if resume and callbacks and peft_cfg is None:  # the tracker's reference is the base, not the checkpoint
+        ref, _ = load_model(base_path, eval_device(cfg, dist), model_dtype(cfg))
+        callbacks[0].set_reference(ref)
+        del ref
+    trainer.train(resume_from_checkpoint=resume)
     release_vllm(trainer)
     out = save_trained(trainer, tok, stage_dir / "model", base_path, cfg, dist)
     del trainer

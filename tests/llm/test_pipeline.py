@@ -147,3 +147,21 @@ def test_shared_base_stop_kl_and_resumed_rerun_keeps_stage_timings(tmp_path, cap
     assert again["wall time of this invocation"] < first["wall time of this invocation"]
     prov = json.loads((run_dir / "provenance.json").read_text())
     assert "llm.run" in prov["code"] and prov["command"].startswith("python -m llm.run")
+
+
+def test_match_kl_calibrates_later_arms_to_the_first_arms_kl_to_base(tmp_path):
+    args = [f"output_dir={tmp_path}", "run_name=m", *TINY, "align.steps=3", "align.match_kl=true",
+            "align.match_every=1", "align.match_max_steps=6"]
+    assert main(args) == 0
+    sdir = tmp_path / "m" / "seed0"
+    first = [json.loads(x) for x in (sdir / "grpo" / "align" / "track.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in first] == [0, 3]  # the reference arm: its dose at the end of align.steps
+    target = first[-1]["kl"]
+    later = [json.loads(x) for x in (sdir / "frpo" / "align" / "track.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in later]
+    assert steps == list(range(steps[-1] + 1))  # tracked every step
+    reached = [r["kl"] >= target for r in later[1:]]
+    # it stops at the first step whose KL reaches the target, or runs to the cap without reaching it
+    assert (reached[-1] and not any(reached[:-1])) or (steps[-1] == 6 and not any(reached))
+    report = (tmp_path / "m" / "report.md").read_text()
+    assert "## Alignment dose" in report and ("**matched**" in report or "**not matched**" in report)

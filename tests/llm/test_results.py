@@ -1,0 +1,49 @@
+"""The README's tiny-world numbers are the stored runs' numbers, from today's code (llm.results, llm.provenance)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llm import provenance as P
+from llm import results as R
+
+
+def test_readme_block_equals_the_rendering_of_the_stored_results():
+    block = R.readme_block(R.README.read_text())
+    assert block == R.render(), "README results block is stale: run `python -m llm.results update-readme`"
+    stored = sorted(p.parent.name for p in R.RESULTS.glob("*/provenance.json"))
+    assert "default" in stored  # the main job's numbers are in the README
+    for name in stored:
+        assert f"#### `{name}`" in block
+
+
+def test_stored_results_were_produced_by_todays_code():
+    for path in sorted(R.RESULTS.glob("*/provenance.json")):
+        prov = json.loads(path.read_text())
+        assert {"llm.run", "llm.world", "theory.losses"} <= set(prov["code"]), path
+        stale = P.stale_modules(prov["code"])
+        assert not stale, f"{path.parent.name}: modules changed since the run: {sorted(stale)}; run `make results`"
+
+
+def test_fingerprint_ignores_docstrings_comments_and_formatting_but_not_code():
+    a = 'def f(x):\n    """doc"""\n    return x + 1  # one\n'
+    b = 'def f(x):\n    """other words"""\n\n    return (x +\n            1)\n'
+    c = 'def f(x):\n    """doc"""\n    return x + 2\n'
+    assert P.fingerprint_source(a) == P.fingerprint_source(b)
+    assert P.fingerprint_source(a) != P.fingerprint_source(c)
+
+
+def test_stale_modules_names_a_changed_module(tmp_path, monkeypatch):
+    mod = tmp_path / "frtk_probe_mod.py"
+    mod.write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recorded = P.fingerprint_modules(["frtk_probe_mod"])
+    assert P.stale_modules(recorded) == {}
+    mod.write_text("X = 2\n")
+    assert set(P.stale_modules(recorded)) == {"frtk_probe_mod"}
+
+
+def test_readme_block_markers_are_required(tmp_path):
+    with pytest.raises(ValueError, match="results block"):
+        R.readme_block("no markers here")
