@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_JOBS ?=
 
-.PHONY: run test test-slow test-all bench claims clean-venv help
+.PHONY: run test test-slow test-all bench claims results clean-venv help
 
 help:
 	@echo "make run        the main job on the embedded default (tiny world: align -> fine-tune -> eval)"
@@ -15,6 +15,7 @@ help:
 	@echo "make test-slow  the slow checks only (marked @pytest.mark.slow)"
 	@echo "make claims     the claims ledger: python -m theory.claims"
 	@echo "make bench      the benchmark scripts (numbers go in the README)"
+	@echo "make results    rerun the tiny-world presets and regenerate the README's results block (~1 h)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,11 @@ $(STAMP): pyproject.toml constraints.txt
 # Tiny models run fastest on one intra-op thread (measured: 2 threads on 2 shared cores were 10x slower).
 run: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m llm.run
+
+# The README's tiny-world numbers: every preset rerun (two at a time, one thread each), stored in
+# results/tiny_world/, rendered into the README block that tests/llm/test_results.py checks.
+results: $(STAMP)
+	$(BIN)/python -m llm.results all
 
 claims: $(STAMP)
 	$(BIN)/python -m theory.claims
