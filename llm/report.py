@@ -28,7 +28,8 @@ HEADLINE = {"safety": "eval/refusal_rate", "math": "eval/math_accuracy"}
 METRIC_LABELS = {
     "eval/refusal_rate": "refusal rate (held-out harmful, sampled)",
     "eval/refusal_prob": "refusal prob. (first token)",
-    "eval/over_refusal": "over-refusal (benign look-alikes)",
+    "eval/over_refusal": "over-refusal rate (benign look-alikes, sampled)",
+    "eval/over_refusal_prob": "over-refusal prob. (benign look-alikes, first token)",
     "eval/math_accuracy": "arithmetic accuracy",
     "eval/kl_to_aligned": "KL to the aligned model",
     "eval/kl_to_base": "KL to the base model",

@@ -2,7 +2,7 @@
 
 Laptop CPU, the embedded tiny world (no hub, no GPU; what ``make run`` does)::
 
-    python -m llm.run                                   # GRPO vs FRPO → SFT on arithmetic → eval, 2 seeds
+    python -m llm.run                                   # GRPO vs FRPO → SFT on arithmetic → matched-KL report, 16 seeds
     python -m llm.run --preset lambda_sweep seeds=[0,1,2]
     python -m llm.run --config my.yaml align.steps=40 downstream.kinds=[sft,csft_pa]
     python -m llm.run --config qwen25_7b_safety_frpo --dry-run     # a 7B recipe on the tiny model, 1-2 steps

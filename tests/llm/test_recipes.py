@@ -413,7 +413,7 @@ def test_two_process_launch_matches_one_process(tmp_path):
 
     (two,) = [r for r in eval_rows("two") if r["stage"] == "base"]
     (one,) = [r for r in eval_rows("one") if r["stage"] == "base"]
-    for key in ("eval/refusal_prob", "eval/over_refusal", "eval/math_accuracy"):
+    for key in ("eval/refusal_prob", "eval/over_refusal_prob", "eval/math_accuracy"):
         assert two[key] == pytest.approx(one[key], abs=1e-6), key
     assert len(eval_rows("two")) == 3
     assert (tmp_path / "two" / "seed0" / "frpo" / "downstream" / "sft" / "DONE.json").exists()
