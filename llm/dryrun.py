@@ -17,6 +17,7 @@ config), and substitutes what a CPU cannot run or the network cannot fetch:
   device, bf16, vLLM    → CPU, bf16 off, use_vllm off (vllm_* keys stay validated, not activated);
                           base.dtype → float32; run_name gets a "-dryrun" suffix
   keep_checkpoints      → true (each stage's ckpt/ keeps the trainer's training_args.bin for inspection)
+  eval.benchmarks       → [] (MATH500 / MBPP+ need lm-eval / evalplus; tested on tiny models by their own tests)
 
 Before substituting, :func:`dry_run_config` plans the recipe as written (``gpu_memory`` given, as
 ``--dry-run`` does): the per-GPU memory and disk of every stage on the recipe's models, sharding, LoRA,
@@ -145,6 +146,7 @@ def dry_run_config(cfg: RunConfig, gpu_memory: float | None = None) -> tuple[Run
             split = next((s for key, s in VARIANT_STANDINS if key in name.lower()), "harmful_eval")
             sub(f"eval.variants.{name}", f"tiny-world:{split}")
     sub("eval.judge", _judge(cfg.eval.judge, judge_dir))
+    sub("eval.benchmarks", [])  # lm-eval / evalplus runs: tests/llm/test_standard_evals.py, on tiny models
     sub("eval.max_prompts", min(cfg.eval.max_prompts, 2))
     sub("eval.n_samples", min(cfg.eval.n_samples, 2))
     sub("eval.max_new_tokens", min(cfg.eval.max_new_tokens, DRY_COMPLETION))
