@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = ["seeds=[0]", "base.pretrain_steps=40", "align.steps=2", "align.prompts_per_step=2",
         "align.num_generations=4", "align.max_completion_length=4", "downstream.steps=2",
         "downstream.track_every=1", "downstream.batch_size=4", "downstream.probe_prompts=2",
-        "downstream.probe_samples=2", "eval.n_samples=2", "eval.max_prompts=4"]
+        "downstream.probe_samples=2", "eval.n_samples=2", "eval.max_prompts=4", "base.seed=null"]  # a base per seed
 
 
 def test_end_to_end_smallest_budget(tmp_path, capsys):

@@ -30,7 +30,7 @@ REPRESENTATIVE = {"safety": "mistral7b_safety_frpo", "math": "qwen25_math_7b_frp
 TINY = ["seeds=[0]", "align.steps=1", "align.prompts_per_step=1", "align.num_generations=4",
         "align.max_completion_length=4", "downstream.steps=1", "downstream.track_every=1", "downstream.batch_size=4",
         "downstream.probe_prompts=2", "downstream.probe_samples=2", "eval.n_samples=2", "eval.max_prompts=4",
-        "eval.max_new_tokens=4"]
+        "eval.max_new_tokens=4", "base.seed=null"]  # one base per seed (the default shares one: tested in test_pipeline)
 
 
 def test_recipe_set_is_the_papers():
