@@ -86,6 +86,12 @@ class FRPOConfig(GRPOConfig):
     Defaults differ from ``GRPOConfig`` in ``scale_rewards="none"`` and ``loss_type="grpo"``;
     setting them (or ``multi_objective_aggregation``, ``importance_sampling_level``) to anything
     else raises a ValueError naming the field, the value, the allowed value and the fix.
+
+    Aggregation and the baseline: the paper's per-sequence token mean (``loss_type="grpo"``, what this
+    trainer uses, as the paper does) makes the baseline λ·mean_i mean_t c_it length-dependent, so with
+    responses of different lengths it shifts the expected gradient by −λ∇E[1/|y|] (ledger row
+    ``frpo.baseline_token_mean_lengths``, refuted by exact enumeration). A length-independent normalizer —
+    a sequence sum, or ``theory.losses.aggregate(..., "seq_sum_const")`` — keeps the baseline unbiased.
     """
 
     lam: float | None = field(
