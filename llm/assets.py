@@ -238,10 +238,45 @@ def donotanswer_rows(area: Optional[str] = None) -> list[dict]:
     return rows
 
 
+PARTS = {"harmbench": ("", "all", "train", "heldout"), "donotanswer": ("", *DONOTANSWER_AREAS),
+         "lookalikes": ("", "all", "train", "heldout"), "refusals": ("", "train"), "arith": ("affirm", "plain", "eval")}
+
+
+def check_asset_spec(spec: str, what: str = "dataset") -> None:
+    """Raise :class:`AssetError` unless ``spec`` names known assets of kind ``what`` (model | dataset) and parts;
+    nothing is fetched."""
+    from llm.textsets import TEXTSETS
+
+    if what == "model":
+        if spec not in MODELS:
+            raise unknown_asset(spec, "model") if spec not in PARTS else AssetError(
+                f"{spec!r} is a dataset asset, not a model; model assets: {', '.join(MODELS)}")
+        return
+    ones = [s for s in spec.split("+") if s]
+    if not ones:
+        raise AssetError(f"dataset asset spec {spec!r} names no dataset; e.g. harmbench:heldout")
+    for one in ones:
+        name, _, part = one.partition(":")
+        if name in MODELS:
+            raise AssetError(f"{one!r} is a model asset, not a dataset; dataset assets: "
+                             f"{', '.join(sorted([*DATASETS, *TEXTSETS]))}")
+        if name not in PARTS:
+            raise unknown_asset(one, "dataset")
+        if part not in PARTS[name]:
+            if name == "refusals" and part == "heldout":
+                raise AssetError("dataset asset 'refusals:heldout': refusal demonstrations exist for the train "
+                                 "behaviours only (refusals or refusals:train), never for held-out ones")
+            what_part = "risk area" if name == "donotanswer" else "part"
+            raise AssetError(f"dataset asset {one!r}: {what_part} {part!r} is not one of "
+                             f"{', '.join(p for p in PARTS[name] if p) or '(none)'}"
+                             + (" (or none = all)" if "" in PARTS[name] else ""))
+
+
 def dataset_asset_rows(spec: str) -> list[dict]:
     """Rows of a dataset asset spec ``name[:part]`` or a ``+``-joined list of them (see the module docstring)."""
-    from llm.textsets import TEXTSETS, textset_rows
+    from llm.textsets import textset_rows
 
+    check_asset_spec(spec, "dataset")
     rows: list[dict] = []
     for one in [s for s in spec.split("+") if s]:
         name, _, part = one.partition(":")
@@ -251,23 +286,11 @@ def dataset_asset_rows(spec: str) -> list[dict]:
                 rows += allrows
                 continue
             train, held = split_indices(len(allrows), HARMBENCH_SPLIT_SEED)
-            if part not in ("train", "heldout"):
-                raise AssetError(f"dataset asset {one!r}: part {part!r} is not one of train, heldout (or none = all)")
             rows += [allrows[i] for i in (train if part == "train" else held)]
         elif name == "donotanswer":
-            if part and part not in DONOTANSWER_AREAS:
-                raise AssetError(f"dataset asset {one!r}: risk area {part!r} is not one of "
-                                 f"{', '.join(DONOTANSWER_AREAS)}")
             rows += donotanswer_rows(part or None)
-        elif name in TEXTSETS:
-            rows += textset_rows(name, part)
-        elif name in MODELS:
-            raise AssetError(f"{one!r} is a model asset, not a dataset; dataset assets: "
-                             f"{', '.join(sorted([*DATASETS, *TEXTSETS]))}")
         else:
-            raise unknown_asset(one, "dataset")
-    if not rows:
-        raise AssetError(f"dataset asset spec {spec!r} names no dataset; e.g. harmbench:heldout")
+            rows += textset_rows(name, part)
     return rows
 
 

@@ -23,6 +23,8 @@ def spec_items(cfg: RunConfig) -> list[tuple[str, str, str]]:
     items: list[tuple[str, str, str]] = []
     if cfg.base.model != "tiny-world":
         items.append(("base.model", cfg.base.model, "model"))
+    if cfg.base.sft_dataset:
+        items.append(("base.sft_dataset", cfg.base.sft_dataset, "dataset"))
     if cfg.align.dataset != "tiny-world":
         items.append(("align.dataset", cfg.align.dataset, "dataset"))
     items += [(f"align.reward_funcs.{i}", s, "reward") for i, s in enumerate(cfg.align.reward_funcs)]
@@ -43,12 +45,15 @@ def spec_items(cfg: RunConfig) -> list[tuple[str, str, str]]:
 
 
 def check_specs(cfg: RunConfig, *, check_paths: bool = True) -> None:
-    """Reward specs name a known reward or judge; with ``check_paths``, every local path exists.
+    """Reward specs name a known reward or judge, asset names (llm.assets) a known asset; with ``check_paths``,
+    every local path exists and every named asset is fetched into the cache (or found there).
 
     Called when a run starts (after ``--dry-run`` substitution), so that the placeholder paths of a recipe
-    fail before any training; one error lists every missing path with the key to set. Hub ids are not
+    fail before any training; one error lists every missing path with the key to set, and an asset that
+    cannot be had (offline and uncached) fails here with the command that fetches it. Hub ids are not
     looked up here.
     """
+    from llm.assets import AssetError, check_asset_spec, dataset_asset_rows, is_asset_spec, model_path
     from llm.data import looks_local
     from llm.rewards import JUDGES, REWARDS as REWARD_FUNCS, VALID_NAMES
 
@@ -66,6 +71,14 @@ def check_specs(cfg: RunConfig, *, check_paths: bool = True) -> None:
                                f"set {key}={kind}:DIR, or give a hub id")
             continue
         if value.startswith("tiny-world:"):
+            continue
+        if is_asset_spec(value):  # a named asset (llm.assets): known name, fetched into the cache at launch
+            try:
+                check_asset_spec(value, what)
+                if check_paths:
+                    model_path(value) if what == "model" else dataset_asset_rows(value)
+            except AssetError as exc:
+                raise ConfigError(f"{key}: {exc}") from None
             continue
         local = _looks_local_model(value) if what == "model" else looks_local(value)
         if check_paths and local and not Path(value).expanduser().exists():

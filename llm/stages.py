@@ -285,9 +285,18 @@ def trainer_args(cfg: RunConfig, stage_dir: Path, seed: int, *, steps: int, epoc
 # ---------------------------------------------------------------------------------------------
 def stage_base(cfg: RunConfig, world, seed: int, out: Path, dist) -> str:
     """The base model's path: the tiny world's, built + pretrained on the main process and saved at ``out``;
-    a hub id / local path is used in place (no pretraining, nothing copied)."""
+    a hub id / local path is used in place, a model asset name (llm.assets) resolves to its cached folder
+    (fetched once); with ``base.sft_dataset`` that model is first warm-started (llm.warmstart) into ``out``."""
     if cfg.base.model != "tiny-world":
-        return cfg.base.model
+        from llm.assets import resolve_model
+
+        with dist.main_first():  # the main process fetches / builds an uncached asset, the others wait
+            path = resolve_model(cfg.base.model)
+        if not cfg.base.sft_dataset:
+            return path
+        from llm.warmstart import safety_warmstart
+
+        return safety_warmstart(cfg, path, seed, out, dist)
     if dist.is_main:
         from llm.world import pretrain_base
 

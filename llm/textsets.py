@@ -81,39 +81,40 @@ ITEMS = ("pencils", "apples", "stickers", "marbles", "cookies", "stamps", "cards
 
 
 def _problem(rng: random.Random) -> tuple[str, str, int]:
-    """One (problem, worked steps, answer): two arithmetic steps, every intermediate a positive integer."""
+    """One (problem, worked steps, answer): two arithmetic steps, every intermediate a positive integer; the
+    worked steps are terse (about 30 tokens with the opening), so that greedy answers fit in a short eval."""
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     kind = rng.randrange(6)
     a, b = rng.randint(2, 9), rng.randint(3, 15)
     if kind == 0:
         c = rng.randint(1, a * b - 1)
         q = f"{name} has {a} boxes with {b} {item} in each and gives away {c} {item}. How many {item} are left?"
-        s = f"{name} has {a} * {b} = {a * b} {item}. After giving away {c}, {a * b} - {c} = {a * b - c} are left."
+        s = f"{a} * {b} = {a * b}, {a * b} - {c} = {a * b - c}."
         return q, s, a * b - c
     if kind == 1:
         c = a * b + rng.randint(1, 30)
         q = f"{name} buys {a} notebooks at {b} dollars each and pays with {c} dollars. How much change is there?"
-        s = f"The notebooks cost {a} * {b} = {a * b} dollars. The change is {c} - {a * b} = {c - a * b} dollars."
+        s = f"{a} * {b} = {a * b}, {c} - {a * b} = {c - a * b}."
         return q, s, c - a * b
     if kind == 2:
         c = rng.randint(5, 60)
         q = f"A train travels {b} km each hour for {a} hours, then {c} km more. How far does it travel in total?"
-        s = f"In {a} hours it travels {a} * {b} = {a * b} km. In total {a * b} + {c} = {a * b + c} km."
+        s = f"{a} * {b} = {a * b}, {a * b} + {c} = {a * b + c}."
         return q, s, a * b + c
     if kind == 3:
         c = rng.randint(1, 20)
         q = f"{name} reads {b} pages a day for {a} days and {c} pages on the next day. How many pages is that?"
-        s = f"In {a} days {name} reads {a} * {b} = {a * b} pages. Then {a * b} + {c} = {a * b + c} pages."
+        s = f"{a} * {b} = {a * b}, {a * b} + {c} = {a * b + c}."
         return q, s, a * b + c
     if kind == 4:
         c = rng.randint(1, 12)
         q = f"{name} shares {a * b} {item} equally among {a} friends, and each friend then finds {c} more. " \
             f"How many {item} does each friend have?"
-        s = f"Each friend gets {a * b} / {a} = {b} {item}. Then {b} + {c} = {b + c}."
+        s = f"{a * b} / {a} = {b}, {b} + {c} = {b + c}."
         return q, s, b + c
     c = rng.randint(1, a * b - 1)
     q = f"A hall has {a} rows of {b} chairs and {c} chairs are taken. How many chairs are free?"
-    s = f"The hall has {a} * {b} = {a * b} chairs. Free: {a * b} - {c} = {a * b - c}."
+    s = f"{a} * {b} = {a * b}, {a * b} - {c} = {a * b - c}."
     return q, s, a * b - c
 
 

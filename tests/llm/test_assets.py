@@ -36,7 +36,7 @@ def test_unknown_names_are_one_clear_error():
         load_rows("harmbnch")
     with pytest.raises(ValueError, match="not a known asset"):  # AssetError is a ValueError: configs report it
         dataset_rows("harmbench+nosuch", key="eval.harmful_dataset")
-    with pytest.raises(A.AssetError, match="part 'test' is not one of train, heldout"):
+    with pytest.raises(A.AssetError, match=r"part 'test' is not one of all, train, heldout \(or none = all\)"):
         load_rows("harmbench:test")
     with pytest.raises(A.AssetError, match="risk area 'violence' is not one of discrimination"):
         load_rows("donotanswer:violence")
