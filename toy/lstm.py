@@ -6,12 +6,19 @@ Commands (laptop CPU; this toy needs no GPU, ``--device cuda`` runs the same stu
     python -m toy.lstm --preset paper              # the full study: 10 seeds, 30 epochs (≈ 10–35 min, see below)
     python -m toy.lstm --preset paper --seeds 5 --delta-start 1 --delta-span 2   # PA weight ×10
     python -m toy.lstm --preset paper --seeds 20 --out results/lstm20
+    python -m toy.lstm --preset regimes            # the regimes study (toy/lstm_regimes.py): ≈ 8 min CPU, 1 core
+    python -m toy.lstm --preset regimes_smoke      # the same study in seconds (the plumbing, not a result)
     python -m toy.lstm --help                      # every option, with its meaning
+
+``--study regimes`` (the two ``regimes`` presets) runs a second study on the same models and data:
+CE, CE+PA with μ_t detached and differentiated, and CE + c·KL(π_θ‖π_ref) controls, each in a data-rich and
+a small-data regime, with and without early stopping; its setup, outputs and run time are documented in
+``toy/lstm_regimes.py``. Everything below describes the default ``--study pre``.
 
 Files: this module is the CLI (options, presets, ``main``) and re-exports the public names of
 ``toy/lstm_models.py`` (the stacked LSTMs, the reference's calibration and sampling, log-probs, metrics),
 ``toy/lstm_train.py`` (data streams, the loss registry, the stacked training loop, evaluation) and
-``toy/lstm_report.py`` (summary.json entry, table, plots).
+``toy/lstm_report.py`` (summary.json entry, table, plots); ``toy/lstm_regimes.py`` is the regimes study.
 
 Setup (CSFT+PA paper §5.1–5.2; docs/theory.md §2)
 ---------------------------------------------------------------------------------
@@ -121,8 +128,8 @@ from toy.lstm_models import (HIGHER_IS_BETTER, METRICS, StackedLSTMLayer,  # noq
                              StackedSeqModel, build_models, calibrate_logit_scale, distribution_metrics,
                              params_per_model, response_logits, sample_sequences, token_logp)
 from toy.lstm_report import PAPER, make_plots, print_table, summarize  # noqa: F401
-from toy.lstm_train import (GROUP_LABELS, GROUPS, LOSSES, evaluate, run_experiment,  # noqa: F401
-                            stacked_group_loss, stream_seed, training_loss)
+from toy.lstm_train import (GROUP_LABELS, GROUPS, LOSSES, evaluate, evaluate_nll, group_label,  # noqa: F401
+                            loss_for, run_experiment, stacked_group_loss, stream_seed, training_loss)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -174,6 +181,21 @@ class Args:
     """Increase of δ over training (seed Eq. 7: 0.2, so δ ends at 0.3); delta_start + delta_span >= 0."""
     detach_mu: bool = True
     """Detach μ_t = KL(π_θ‖π_ref) inside the PA loss (docs/theory.md §2: a flag; default detached)."""
+    study: str = "pre"
+    """What to run: "pre" (the pre-experiments, base vs base+PA) or "regimes" (``toy.lstm_regimes``: CE, CE+PA
+    with μ detached and differentiated, and CE + c·KL controls, in a data-rich regime (--n-train, --epochs) and
+    a small-data regime (--small-n-train, --small-epochs), with and without early stopping)."""
+    small_n_train: int = 128
+    """Training sequences per seed of the small-data regime (--study regimes only)."""
+    small_epochs: int = 60
+    """Epochs of the small-data regime (--study regimes only; max_epoch of its δ_epoch)."""
+    val_frac: float = 0.25
+    """Validation sequences for early stopping, as a fraction of each regime's training sequences (--study
+    regimes only): fresh samples of π_ref drawn beside the training set, so both stopping rules see the
+    same training data; in (0, 1]."""
+    kl_coefs: tuple[float, ...] = (0.1, 0.3, 1.0)
+    """Coefficients c of the control arms base + c·KL(π_θ‖π_ref), the KL exact over the vocabulary at every
+    teacher-forced response position (--study regimes only); each finite and > 0."""
     eval_batch: int = 250
     """Sequences per no-grad forward pass (evaluation, reference logits); memory only, same numbers."""
     threads: int = 1
@@ -217,11 +239,37 @@ class Args:
             raise ValueError(f"--experiments {','.join(map(str, self.experiments))} must list 1 and/or 2, e.g. 1,2")
         if self.device != "cpu" and not (self.device == "cuda" or self.device.startswith("cuda:")):
             raise ValueError(f"--device {self.device!r} must be cpu, cuda or cuda:N")
+        if self.study not in STUDIES:
+            raise ValueError(f"--study {self.study!r} must be one of {', '.join(STUDIES)}")
+        if self.study == "regimes":
+            self._check_regimes()
+
+    def _check_regimes(self):
+        for name in ("small_n_train", "small_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be a positive integer")
+        if self.batch_size > self.small_n_train:
+            raise ValueError(f"--batch-size {self.batch_size} exceeds --small-n-train {self.small_n_train}; "
+                             "lower the batch size or raise --small-n-train")
+        if not (0 < self.val_frac <= 1) or round(self.val_frac * min(self.n_train, self.small_n_train)) < 1:
+            raise ValueError(f"--val-frac {self.val_frac} must lie in (0, 1] and leave at least 1 validation "
+                             f"sequence in the smaller regime ({min(self.n_train, self.small_n_train)} sequences)")
+        if not self.kl_coefs or any(not (c > 0 and math.isfinite(c)) for c in self.kl_coefs):
+            raise ValueError(f"--kl-coefs {','.join(map(str, self.kl_coefs))} must be finite and > 0, e.g. 0.1,0.3,1")
+        if not self.detach_mu:
+            raise ValueError("--no-detach-mu: --study regimes runs PA with μ detached and differentiated side by "
+                             "side (groups <base>_pa and <base>_pa_mugrad); drop the flag")
 
 
+STUDIES = ("pre", "regimes")
 PRESETS: dict[str, dict] = {
     "paper": {},
     "smoke": dict(seeds=3, n_train=256, n_eval=64, epochs=3, eval_batch=64),
+    "regimes": dict(study="regimes", experiments=(1,), seeds=6, n_train=3000, epochs=12, small_n_train=128,
+                    small_epochs=60, batch_size=32, n_eval=200, eval_batch=200),
+    "regimes_smoke": dict(study="regimes", experiments=(1,), seeds=3, n_train=64, epochs=3, small_n_train=8,
+                          small_epochs=80, batch_size=8, lr=0.01, policy_hidden=32, ref_hidden=32, response_len=12,
+                          n_eval=32, eval_batch=32),
 }
 
 
@@ -234,6 +282,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     device = torch.device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.study == "regimes":
+        from toy import lstm_regimes
+
+        return lstm_regimes.run(args, preset, device, out)
     t0 = time.perf_counter()
     results, runtime = {}, {}
     for e in sorted(set(args.experiments)):

@@ -15,9 +15,12 @@ import math
 import torch
 from torch import Tensor, nn
 
+from theory.losses import aggregate
+
 __all__ = ["StackedLinear", "StackedLSTMLayer", "StackedSeqModel", "LinearHead", "ResidualHead", "MLPHead",
            "HEADS", "build_models", "params_per_model", "calibrate_logit_scale", "sample_sequences",
-           "response_logits", "token_logp", "METRICS", "HIGHER_IS_BETTER", "distribution_metrics"]
+           "response_logits", "token_logp", "METRICS", "HIGHER_IS_BETTER", "distribution_metrics", "exact_kl",
+           "kl_control_loss"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -239,3 +242,29 @@ def distribution_metrics(logits: Tensor, ref_logits: Tensor) -> dict[str, Tensor
         "kl_similarity": torch.exp(-kl),
         "argmax_agree": (p.argmax(-1) == q.argmax(-1)).double(),
     }
+
+
+def exact_kl(logits: Tensor, ref_logits: Tensor) -> Tensor:
+    """KL(π_θ‖π_ref) = Σ_v p_v (log p_v − log q_v) per position, exact over the vocabulary: (..., V) → (...).
+
+    p = softmax(``logits``) (differentiable), q = softmax(``ref_logits``) (detached: the reference is frozen).
+    The direction of the PA loss's μ_t (CSFT+PA paper Eq. 6) and of the toy's ``kl`` metric.
+    """
+    logp = torch.log_softmax(logits, -1)
+    logq = torch.log_softmax(ref_logits.detach(), -1)
+    return (logp.exp() * (logp - logq)).sum(-1)
+
+
+def kl_control_loss(logits: Tensor, ref_logits: Tensor, mask: Tensor) -> Tensor:
+    """The KL control term: token mean of ``exact_kl`` over the response positions, Σ_t m_t KL_t / Σ_t m_t.
+
+    logits, ref_logits (B, T, V) teacher-forced at the same positions, mask (B, T). Training on
+    base + c·this is the explicit "pull π_θ toward π_ref" the PA term is compared with.
+    Deviation: not in the paper (a control of ours). The per-position KL is written here (``theory.losses``'
+    ``kl_k3`` is the sampled k3 estimator, not the exact sum over the vocabulary); the token mean is
+    ``theory.losses.aggregate``.
+    """
+    if logits.ndim != 3 or ref_logits.shape != logits.shape or tuple(mask.shape) != tuple(logits.shape[:2]):
+        raise ValueError(f"logits and ref_logits must both be (B, T, V) and mask (B, T); got {tuple(logits.shape)}, "
+                         f"{tuple(ref_logits.shape)} and {tuple(mask.shape)}")
+    return aggregate(exact_kl(logits, ref_logits), mask, "token_mean")
