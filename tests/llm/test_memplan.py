@@ -402,3 +402,33 @@ def test_plain_names_pass():
     assert load_config(None, ["run_name=qwen_safety-v2.1"]).run_name == "qwen_safety-v2.1"
     with pytest.raises(ConfigError, match=r"align\.arms\.0\.name"):
         load_config(None, ['align.arms=[{name: "..", algo: grpo}]'])
+
+
+# ---------------------------------------------------------------------------------------------- the GPU check, CPU path
+def test_gpu_check_cpu_path_in_process(tmp_path):
+    """benchmarks/gpu_check.py's code on the CPU (fast version of the bash run below)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--cpu-smoke", "--out", str(tmp_path / "g.json")]) == 0
+    rep = json.loads((tmp_path / "g.json").read_text())
+    assert rep["runs"][1]["algo"] == "frpo" and rep["runs"][1]["frpo_loss_batches"] == 2
+    assert rep["plan"]["static_gb"] > 0 and rep["csft_pa"]["loss"] is not None
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_smoke_runs_end_to_end(tmp_path):
+    """benchmarks/gpu_check.sh --cpu-smoke: GRPO, FRPO, GRPO, the plan's estimate and a CSFT+PA step on a tiny
+    shape; the GPU numbers themselves need a GPU (README, GPU readiness)."""
+    out = tmp_path / "gpu_check.json"
+    res = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--cpu-smoke", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600, cwd=REPO,
+                         env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)})
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    rep = json.loads(out.read_text())
+    assert [r["algo"] for r in rep["runs"]] == ["grpo", "frpo", "grpo_again"]
+    assert rep["runs"][1]["frpo_loss_batches"] >= 1  # FRPO's advantages reached the loss
+    assert rep["frpo_over_grpo_step_time"] > 0 and rep["plan"]["peak_gb"] > 0 and rep["csft_pa"]["step_s"] > 0
+    assert rep["two_process"] == {"skipped": "0 GPU(s)"}
