@@ -128,6 +128,31 @@ def _seed_list_spread(reading: dict, arms: list[str], block: int = 16) -> str:
     return "\n".join(out)
 
 
+def _answer(reading: dict, arms: list[str]) -> str:
+    """The question answered in one sentence per kind and arm, from the middle grid point's paired interval."""
+    from theory.stats import mean_ci
+
+    out = []
+    for kind, r in reading.items():
+        if not r["grid"] or len(arms) < 2:
+            continue
+        j = len(r["grid"]) // 2
+        ref = arms[0]
+        for a in arms[1:]:
+            common = sorted(set(r["values"][a]) & set(r["values"][ref]))
+            d = [r["values"][a][s][j] - r["values"][ref][s][j] for s in common
+                 if r["values"][a][s][j] is not None and r["values"][ref][s][j] is not None]
+            ci = mean_ci(d)
+            if ci.n < 2:
+                continue
+            lo, hi = ci.mean - ci.half_width, ci.mean + ci.half_width
+            verdict = (f"{a} keeps more than {ref}" if lo > 0 else f"{a} keeps less than {ref}" if hi < 0
+                       else f"no difference resolved (the interval includes 0; half-width {ci.half_width:.3f})")
+            out.append(f"**Answer ({kind}, {a} − {ref} at KL {r['grid'][j]:.3g}, the middle grid point): "
+                       f"{ci.mean:+.3f} ± {ci.half_width:.3f} over {ci.n} seeds — {verdict}.**")
+    return "\n\n".join(out)
+
+
 def render_preset(name: str) -> str:
     """The README block of one stored preset: question, command, provenance, matched-KL and end-of-run tables."""
     from llm import report as R
@@ -153,12 +178,16 @@ def render_preset(name: str) -> str:
         f"#### `{name}` — {QUESTIONS.get(name, '')}",
         "",
         f"`{prov['command']}` · commit `{prov['commit'][:12]}` · {len(seeds)} seeds · "
-        f"{prov['wall_s'] / 60:.1f} min of stage time (torch {prov['versions'].get('torch')}, "
+        f"{prov['wall_s'] / 60:.1f} min of stage time, {prov.get('wall_s_this_invocation', prov['wall_s']) / 60:.1f} min "
+        f"wall on the 2-core CPU machine (torch {prov['versions'].get('torch')}, "
         f"trl {prov['versions'].get('trl')})",
         "",
         R.matched_kl_table(reading, arms, label),
         "",
     ]
+    answer = _answer(reading, arms)
+    if answer:
+        parts += [answer, ""]
     dose = _dose_summary(track_rows, eval_rows, arms, key)
     if dose:
         parts += [dose, ""]
