@@ -176,9 +176,9 @@ class Args:
     ref_entropy: float = 1.5
     """Mean next-token entropy (nats) the reference is scaled to on uniform-random sequences; in (0, log V)."""
     delta_start: float = 0.1
-    """δ_epoch = delta_start + delta_span · epoch/epochs (seed Eq. 7: 0.1); >= 0."""
+    """δ_epoch = delta_start + delta_span · epoch/epochs (CSFT+PA paper Eq. 7: 0.1); >= 0."""
     delta_span: float = 0.2
-    """Increase of δ over training (seed Eq. 7: 0.2, so δ ends at 0.3); delta_start + delta_span >= 0."""
+    """Increase of δ over training (paper Eq. 7: 0.2, so δ ends at 0.3); delta_start + delta_span >= 0."""
     detach_mu: bool = True
     """Detach μ_t = KL(π_θ‖π_ref) inside the PA loss (docs/theory.md §2: a flag; default detached)."""
     study: str = "pre"

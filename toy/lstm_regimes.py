@@ -16,7 +16,7 @@ every option of ``python -m toy.lstm --help`` applies, ``--study regimes`` selec
                       validation NLL (the quantity a practitioner holds out), not on its training objective.
   arm        <base>            CE (exp 1) or CSFT (exp 2);
              <base>_pa         base + δ_epoch·PA, μ_t detached (the toy's default);
-             <base>_pa_mugrad  base + δ_epoch·PA, μ_t differentiated (the seed's App. A.2.4 reading);
+             <base>_pa_mugrad  base + δ_epoch·PA, μ_t differentiated (the CSFT+PA paper's App. A.2.4 reading);
              <base>_kl<c>      base + c·KL(π_θ‖π_ref), the KL exact over the vocabulary at every teacher-forced
                                response position (``toy.lstm_models.kl_control_loss``): the explicit pull
                                toward π_ref that PA is meant to approximate; c from --kl-coefs.

@@ -16,7 +16,7 @@ from toy.lstm_train import GROUP_LABELS
 if TYPE_CHECKING:
     from toy.lstm import Args
 
-# The paper's numbers (seed §5.1 Table 2) and claims (§5.2 Figs. 2–4: CSFT+PA better on these metrics).
+# The paper's numbers (CSFT+PA paper §5.1 Table 2) and claims (§5.2 Figs. 2–4: CSFT+PA better on these metrics).
 PAPER = {
     "exp1": {"values": {"ce": {"kl": 1.4575, "prob_diff": 0.0169}, "ce_pa": {"kl": 0.2562, "prob_diff": 0.0051}},
              "rel_change_pct": {"kl": -82.4, "prob_diff": -69.8}, "pa_better_on": ["kl", "prob_diff"]},
