@@ -1,11 +1,13 @@
-"""Small input checks shared by the theory modules.
+"""Small input checks shared by the theory modules (numpy arrays and, for theory.losses, torch tensors).
 
-Every check raises ``ValueError`` whose message names the argument, shows the bad value, states the
-allowed range and says how to fix it, and returns the cleaned value (float64 arrays, floats).
+Every check raises one ``ValueError`` whose message names the argument, shows the bad value, states
+the allowed range and says how to fix it, and returns the cleaned value (float64 arrays, floats, ints).
+tests/theory/test_bad_input.py holds the table of bad calls they answer.
 """
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Iterable
 
 import numpy as np
@@ -128,3 +130,118 @@ def check_choice(name: str, value, choices: Iterable[str]) -> str:
         raise ValueError(f"{name} must be one of {choices}; got {value!r}. Fix: pick one of "
                          f"{', '.join(repr(c) for c in choices)}.")
     return value
+
+
+def check_int(name: str, x, low: int | None = None, fix: str = "") -> int:
+    """Return ``int(x)`` for a Python or numpy integer (``np.int64(4)`` is fine) that is ``>= low``.
+
+    Rejects bools, floats (even 4.0) and strings: a group size or a count has to be a whole number.
+    """
+    hint = f" Fix: {fix or f'pass a whole number, e.g. {name}=4 (a numpy integer is fine).'}"
+    allowed = "an integer" + (f" >= {low}" if low is not None else "")
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral):
+        raise ValueError(f"{name} must be {allowed}; got {_show(x) if _is_numeric(x) else repr(x)} "
+                         f"({type(x).__name__}).{hint}")
+    v = int(x)
+    if low is not None and v < low:
+        raise ValueError(f"{name} must be {allowed}; got {v}.{hint}")
+    return v
+
+
+def _is_numeric(x) -> bool:
+    return isinstance(x, (numbers.Number, np.generic))
+
+
+# ----------------------------------------------------------------------------------------------
+# torch tensors (theory.losses). torch is imported lazily: the numpy modules never need it.
+# Each check is one or two elementwise passes and one reduction on the tensor (no Python loop over
+# elements); the offending entry is only located when the check fails.
+# ----------------------------------------------------------------------------------------------
+# Log-probabilities above this count as "not a log-probability" (a probability or a logit was
+# passed). 0 up to rounding: log_softmax is <= 0 exactly in float32/64; 16-bit formats round
+# x - logsumexp(x) by up to ~2^-8 |x|, hence their larger slack.
+LOGP_SLACK = {"default": 1e-3, "16bit": 0.125}
+
+
+def _first_bad(x, bad) -> str:
+    """"<value> at index <idx>" for the first True entry of ``bad`` (only called on failure)."""
+    idx = tuple(int(i) for i in bad.nonzero()[0].tolist())
+    return f"{x[idx].item()!r} at index {idx}"
+
+
+def check_tensor(name: str, x, ndim: int | tuple | None = None, floating: bool = False,
+                 shape_doc: str = "", fix: str = ""):
+    """Return ``x`` after checking it is a torch.Tensor (with ``ndim`` dims, a floating dtype)."""
+    import torch
+
+    doc = f" {shape_doc}" if shape_doc else ""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor{doc}; got {type(x).__module__}."
+                         f"{type(x).__name__}. Fix: pass torch.as_tensor({name}).")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in allowed:
+            raise ValueError(f"{name} must be a tensor{doc} with ndim in {allowed}; got shape "
+                             f"{tuple(x.shape)}. Fix: reshape {name}.")
+    if floating and not x.is_floating_point():
+        raise ValueError(f"{name} must have a floating dtype (float16/bfloat16/float32/float64); got "
+                         f"{x.dtype}. Fix: pass {name}.float() (or .double()).{' ' + fix if fix else ''}")
+    return x
+
+
+def check_finite_tensor(name: str, x, fix: str = "") -> None:
+    """Raise unless every entry of the tensor ``x`` is finite (no NaN, no ±inf)."""
+    import torch
+
+    ok = torch.isfinite(x)
+    if not bool(ok.all()):
+        hint = fix or f"clean {name} upstream (a NaN or inf here poisons the whole loss)."
+        raise ValueError(f"{name} must be finite (no NaN or inf); got {_first_bad(x, ~ok)}. Fix: {hint}")
+
+
+def check_logprobs(mask=None, **tensors) -> None:
+    """Raise unless every given tensor holds log-probabilities: no NaN or +inf anywhere, and
+    ``x <= slack`` where ``mask`` is nonzero (padding may hold anything finite; -inf is a legal
+    log-probability).
+
+    Fast path: one multiply and one max per tensor and a single host sync for all of them
+    (max(x·mask) is NaN if x has a NaN or +inf anywhere); the exact check and the message run only
+    when that max exceeds the slack.
+    """
+    import torch
+
+    given = {name: x for name, x in tensors.items() if x is not None}
+    if not given:
+        return
+    with torch.no_grad():
+        m = None if mask is None else mask.to(next(iter(given.values())).dtype)
+        peaks = torch.stack([((x * m) if m is not None and x.shape == m.shape else x).amax().float()
+                             for x in given.values()])
+        top = float(peaks.max())
+    if top <= LOGP_SLACK["default"]:
+        return
+    for name, x in given.items():
+        slack = LOGP_SLACK["16bit" if x.dtype in (torch.float16, torch.bfloat16) else "default"]
+        broken = torch.isnan(x) | (x == math.inf)
+        positive = (x > slack) & (mask != 0) if mask is not None else x > slack
+        if bool(broken.any()) or bool(positive.any()):
+            nan = bool(broken.any())
+            kind = "NaN or +inf" if nan else f"a value > {slack:g}"
+            raise ValueError(f"{name} must hold log-probabilities (<= 0 up to a rounding slack of "
+                             f"{slack:g}, no NaN); got {kind}: {_first_bad(x, broken if nan else positive)}."
+                             f" Fix: pass log_softmax(logits) gathered at the sampled tokens, not "
+                             f"probabilities or logits.")
+
+
+def check_mask(name: str, m) -> None:
+    """Raise unless the response mask ``m`` is bool or has every value in [0, 1] (no NaN)."""
+    import torch
+
+    if m.dtype == torch.bool:
+        return
+    lo, hi = torch.aminmax(m)  # one pass; NaN fails both comparisons
+    if not (bool(lo >= 0) and bool(hi <= 1)):
+        bad = ~((m >= 0) & (m <= 1))
+        raise ValueError(f"{name} must be a 0/1 (or bool) response mask, values in [0, 1]; got "
+                         f"{_first_bad(m, bad)}. Fix: pass (attention_mask > 0) restricted to the "
+                         f"response tokens.")

@@ -146,7 +146,9 @@ def fdiv_dual_objective(rewards, pi, rho, f: str, lam: float, eta, px=None) -> f
     check_choice("f", f, F_DIVERGENCES)
     lam = check_nonnegative("lam", lam, allow_inf=False, fix="pass a finite lam >= 0.")
     eta_arr = check_finite("eta", eta, ndim=(0, 1))
-    eta_arr = np.broadcast_to(eta_arr.reshape(-1) if eta_arr.ndim else eta_arr, (r.shape[0],))
+    if eta_arr.ndim == 1 and eta_arr.shape not in ((r.shape[0],), (1,)):
+        check_shape("eta", eta_arr, (r.shape[0],), why="one multiplier per prompt, or a scalar")
+    eta_arr = np.broadcast_to(eta_arr, (r.shape[0],))
     s = -r - eta_arr[:, None]                                # (m, n)
     sup = p > 0
     if lam == 0.0:

@@ -43,10 +43,10 @@ def jackknife(estimator: Callable[[np.ndarray], np.ndarray], samples) -> np.ndar
     """
     x = np.asarray(samples)
     if x.ndim == 0 or x.shape[0] < 2:
-        got = "a scalar" if x.ndim == 0 else f"G={x.shape[0]}"
+        got = f"a scalar {x.item()!r}" if x.ndim == 0 else f"G={x.shape[0]}"
         raise ValueError(
             f"samples must hold G >= 2 samples along axis 0, got {got}; the leave-one-out "
-            "estimates need at least one remaining sample"
+            "estimates need at least one remaining sample. Fix: pass an array with >= 2 rows"
         )
     G = x.shape[0]
     full = np.asarray(estimator(x), dtype=np.float64)
@@ -95,7 +95,7 @@ def _check_distribution(kind: str, support, probs):
         what = "values" if kind == "log_mean" else "weights w (column 0)"
         raise ValueError(
             f"support {what} must be > 0 for {kind!r}, got {positive}; the estimator divides "
-            "by (or takes the log of) a sum of them"
+            "by (or takes the log of) a sum of them. Fix: pass positive values"
         )
     return x, p
 

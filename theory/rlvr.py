@@ -494,7 +494,8 @@ def reverse_kl_optimum(pi_ref, reward, beta) -> np.ndarray:
     g = _values("reward", reward, pi_ref.shape)
     beta = _beta(beta)
     if pi_ref.ndim != 1:
-        raise ValueError(f"reverse_kl_optimum takes one prompt: pi_ref of shape (paths,), got {pi_ref.shape}")
+        raise ValueError(f"reverse_kl_optimum takes one prompt: pi_ref of shape (paths,), got {pi_ref.shape}. "
+                         "Fix: call it once per row")
     gmax = float(g[pi_ref > 0].max())
 
     def excess(mu):

@@ -265,7 +265,8 @@ def test_group_with_one_valid_row_gets_zero():
 def test_frpo_loss_equals_literal_objective_off_policy(jk, baseline):
     logp, mask, rewards, gid = make_batch()
     gen = torch.Generator().manual_seed(9)
-    old = logp + 0.3 * torch.randn(logp.shape, generator=gen)  # off-policy: ratios ≠ 1, some clipped
+    # off-policy: ratios ≠ 1, some clipped (clamped at 0: old log-probs must be log-probabilities)
+    old = (logp + 0.3 * torch.randn(logp.shape, generator=gen)).clamp(max=0.0)
     lam, eps = 0.6, 0.2
     loss, _ = frpo_loss(logp, old, mask, rewards, gid, lam, jackknife=jk, baseline=baseline,
                         scale="lambda", eps=eps)
@@ -316,7 +317,7 @@ def test_padding_changes_nothing():
 
 def test_micro_batch_split_of_whole_groups_changes_nothing():
     logp, mask, rewards, gid = make_batch(n_groups=4, seed=7)
-    old = logp + 0.2
+    old = (logp + 0.2).clamp(max=0.0)
     full, _ = frpo_loss(logp, old, mask, rewards, gid, 0.5)
     halves = [frpo_loss(logp[s], old[s], mask[s], rewards[s], gid[s], 0.5)[0]
               for s in (slice(0, 8), slice(8, 16))]
