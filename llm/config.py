@@ -369,12 +369,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
+        raise ConfigError(f"{key} must be true or false, got {value!r}. Fix: write {key}=true or {key}=false")
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
+            raise ConfigError(f"{key} must be an integer, got {value!r}. Fix: write a whole number, e.g. {key}=4")
         return value
     if tp is float:
         if isinstance(value, str) and value.strip().lower() in ("inf", "+inf", "infinity", ".inf"):
@@ -385,7 +385,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number (or inf), got {value!r}")
+            raise ConfigError(f"{key} must be a number (or inf), got {value!r}. Fix: write e.g. {key}=0.5 or {key}=inf")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -400,7 +400,8 @@ def from_dict(cls, data: dict, prefix: str = ""):
     unknown = sorted(set(data) - set(types))
     if unknown:
         where = f" in section '{prefix}'" if prefix else ""
-        raise ConfigError(f"unknown config key(s) {unknown}{where}; valid keys: {', '.join(types)}")
+        raise ConfigError(f"unknown config key(s) {unknown}{where}; valid keys: {', '.join(types)}. "
+                          "Fix: use one of the valid keys (dump_config() shows the resolved config)")
     kwargs = {k: _coerce(v, types[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
     return cls(**kwargs)
 
@@ -424,7 +425,8 @@ def to_dict(cfg) -> dict:
 
 def _check(cond: bool, key: str, value: Any, allowed: str, fix: str = "") -> None:
     if not cond:
-        raise ConfigError(f"{key}={value!r} is not allowed; allowed: {allowed}." + (f" {fix}" if fix else ""))
+        raise ConfigError(f"{key}={value!r} is not allowed; allowed: {allowed}." + (f" {fix}" if fix else "")
+                          + f" Fix: set {key} to an allowed value (in the YAML or as the override {key}=...).")
 
 
 def _check_spec_list(key: str, specs: list[str]) -> None:
@@ -633,7 +635,8 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     out = []
     for ov in overrides:
         if "=" not in ov:
-            raise ConfigError(f"override {ov!r} is not of the form key=value; e.g. align.steps=40")
+            raise ConfigError(f"override {ov!r} is not of the form key=value. Fix: write key=value, e.g. "
+                              "align.steps=40")
         key, raw = ov.split("=", 1)
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
@@ -663,7 +666,8 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
         try:
             _set_path(data, key, value)
         except (IndexError, ValueError, TypeError, KeyError):
-            raise ConfigError(f"override {key}={value!r}: no such list element or key path") from None
+            raise ConfigError(f"override {key}={value!r}: no such list element or key path. Fix: check the "
+                              "dotted path against dump_config() (list indices start at 0)") from None
     return from_dict(RunConfig, data)
 
 
@@ -673,7 +677,8 @@ def _merge(base: dict, new: dict, prefix: str) -> dict:
         if k not in base:
             valid = ", ".join(base)
             where = f" in section '{prefix}'" if prefix else ""
-            raise ConfigError(f"unknown config key {k!r}{where}; valid keys: {valid}")
+            raise ConfigError(f"unknown config key {k!r}{where}; valid keys: {valid}. Fix: use one of the "
+                              "valid keys")
         if isinstance(v, dict) and isinstance(base[k], dict) and k not in FREE_FORM:
             out[k] = _merge(base[k], v, f"{prefix}.{k}" if prefix else k)
         else:

@@ -59,7 +59,8 @@ def completion_text(completion: Any) -> str:
         chosen = [m for m in msgs if m.get("role", "assistant") == "assistant"] or msgs
         return "\n".join(_content_text(m.get("content")) for m in chosen)
     raise ValueError(
-        f"completion of type {type(completion).__name__} is neither a string nor a list of message dicts."
+        f"completion of type {type(completion).__name__} is neither a string nor a list of message dicts. "
+        "Fix: pass the generated text, or TRL's conversational completion (a list of message dicts)."
     )
 
 
@@ -85,7 +86,8 @@ def _column(kwargs: dict, name: str, n: int, reward_name: str) -> list:
         )
     col = list(kwargs[name])
     if len(col) != n:
-        raise ValueError(f"{reward_name}: column {name!r} has {len(col)} values for {n} completions.")
+        raise ValueError(f"{reward_name}: column {name!r} has {len(col)} values for {n} completions. Fix: "
+                         "pass one value per completion (TRL repeats each row num_generations times).")
     return col
 
 
@@ -872,7 +874,8 @@ class SafetyReward:
     def __call__(self, prompts: list, completions: list, **kwargs) -> list[float | None]:
         kinds = _column(kwargs, "kind", len(completions), self.__name__)
         if len(prompts) != len(completions):
-            raise ValueError(f"{self.__name__}: {len(prompts)} prompts for {len(completions)} completions.")
+            raise ValueError(f"{self.__name__}: {len(prompts)} prompts for {len(completions)} completions. "
+                             "Fix: pass one prompt per completion.")
         ps = [prompt_text(p) for p in prompts]
         cs = [completion_text(c) for c in completions]
         out: list[float | None] = [None] * len(cs)
@@ -935,14 +938,17 @@ def get_reward(name_or_spec: str | Callable, helpfulness: str | None = None, **j
     if callable(name_or_spec):
         return name_or_spec
     if not isinstance(name_or_spec, str):
-        raise ValueError(f"reward {name_or_spec!r} must be a name or spec string; valid: {VALID_NAMES}.")
+        raise ValueError(f"reward {name_or_spec!r} must be a name or spec string; valid: {VALID_NAMES}. "
+                         "Fix: pass one of them, or a callable reward function.")
     if name_or_spec in REWARDS:
         if helpfulness is not None or judge_kwargs:
-            raise ValueError(f"reward {name_or_spec!r} takes no helpfulness/judge options.")
+            raise ValueError(f"reward {name_or_spec!r} takes no helpfulness/judge options. Fix: drop them, or "
+                             "use a judge spec such as strongreject:<path>.")
         return REWARDS[name_or_spec]
     kind, sep, path = name_or_spec.partition(":")
     if not sep or kind not in JUDGES or not path:
-        raise ValueError(f"unknown reward {name_or_spec!r}; valid names: {VALID_NAMES}.")
+        raise ValueError(f"unknown reward {name_or_spec!r}; valid names: {VALID_NAMES}. Fix: use one of them "
+                         "(a judge spec needs its model path after the colon).")
     if kind == "reward_model":
         judge_kwargs.pop("template", None)  # a rubric applies to the LM judges only
     judge = JUDGES[kind](path, **judge_kwargs)
