@@ -1,8 +1,8 @@
 """Bad input at the llm entry points: config overrides, reward specs, reward columns.
 
-Same contract as tests/theory/test_bad_input.py: exactly one ValueError (ConfigError is one),
-nothing chained behind it, a message naming the key or argument, showing the value, and saying what
-to do. Nothing here loads a model or touches the network.
+Same contract as tests/theory/test_bad_input.py (tests/errors.py): exactly one ValueError
+(ConfigError is one), nothing chained behind it, a message naming the key or argument, showing the
+value, and saying what to do. Nothing here loads a model or touches the network.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from llm.config import load_config
 from llm.rewards import (boxed_format_reward, get_reward, keyword_safety_reward, math_correct_reward,
                          math_reward)
-from tests.theory.test_bad_input import FIX
+from tests.errors import assert_one_clear_value_error
 
 
 def cfg(*overrides):
@@ -75,15 +75,7 @@ CASES = [
 
 @pytest.mark.parametrize("call, arg, value", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_call_raises_one_clear_value_error(call, arg, value):
-    with pytest.raises(ValueError) as info:
-        call()
-    err = info.value
-    assert err.__cause__ is None and (err.__context__ is None or err.__suppress_context__), (
-        f"chained behind {err.__context__!r}")
-    msg = str(err)
-    assert arg in msg, f"argument {arg!r} not named in: {msg}"
-    assert value in msg, f"value {value!r} not shown in: {msg}"
-    assert FIX.search(msg), f"no fix in: {msg}"
+    assert_one_clear_value_error(call, arg, value, whole_word=False)
 
 
 def test_good_overrides_still_load():
