@@ -215,7 +215,8 @@ def frpo_advantages(
     s = frpo_scale(lam, scale)
     v = _valid_matrix(valid, rewards, n_groups, group_size)
     out_dtype = rewards.dtype
-    r = rewards.to(torch.float64).view(n_groups, group_size)  # float64 inside: see the docstring
+    work = torch.float32 if rewards.device.type == "mps" else torch.float64  # MPS has no float64
+    r = rewards.to(work).view(n_groups, group_size)  # float64 inside: see the docstring
     vf = v.to(r.dtype)
     g = vf.sum(-1, keepdim=True)  # (n, 1) valid count per group
     a = group_advantages(r.reshape(-1), group_size, valid).view(n_groups, group_size)
