@@ -246,6 +246,12 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
                        variants=variants_for(sets, dataset), judge=judge() if spec_sets else None)
         del model, ref
         free_memory()
+        if cfg.eval.benchmarks:  # MATH500 / MBPP+ through lm-eval / evalplus (llm.standard_evals), main process
+            from llm.standard_evals import run_benchmarks
+
+            if dist.is_main:
+                out.update({f"eval/{k.replace('/', '_')}": v for k, v in run_benchmarks(cfg, path).items()})
+            dist.barrier()
         return nan_free(out)
 
     def run_stage(st: Stage, train, evaluate_fn, row: dict) -> None:

@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 import torch
 
-from theory.losses import KL_ESTIMATORS, sequence_kl_terms
+from theory.losses import KL_ESTIMATORS
 
 # Neutral sampling settings: explicit values so that nothing from the model's generation_config
 # (top_k=50, repetition penalty, ...) distorts the samples away from π.
@@ -138,7 +138,7 @@ Reference = Any  # a model, or a zero-argument callable returning a context mana
 @torch.no_grad()
 def sample(model, tokenizer, prompts: Sequence[Any], *, n: int = 1, max_new_tokens: int = 8,
            temperature: float = 1.0, seed: int = 0, batch_size: int = 16, reference: Optional[Reference] = None,
-           kl_estimator: str = "rb", chunk: int = 16) -> Samples:
+           kl_estimator: str = "rb") -> Samples:
     """Draw ``n`` completions per prompt from ``model`` and, with ``reference``, each one's KL(π‖π_ref) term.
 
     Args:
@@ -150,7 +150,9 @@ def sample(model, tokenizer, prompts: Sequence[Any], *, n: int = 1, max_new_toke
         reference: π_ref as a model, or a callable returning a context manager yielding the model
             (e.g. ``lambda: policy.disable_adapter()``-style, for a PEFT model's base).
         kl_estimator: "rb" (exact per-token KL summed along the sample, default) or "mc".
-        chunk: sequences per forward pass of the KL computation.
+
+    The KL terms are computed in blocks of rows × positions under a memory budget
+    (:func:`llm.memfix.chunked_sequence_kl`), never all (N, T, V) logits of both models at once.
     """
     if n < 1 or batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"n={n}, batch_size={batch_size}, max_new_tokens={max_new_tokens} must all be >= 1")
@@ -199,11 +201,13 @@ def sample(model, tokenizer, prompts: Sequence[Any], *, n: int = 1, max_new_toke
                 out.texts.append(tokenizer.decode(r_ids, skip_special_tokens=True))
             if reference is not None and resp.shape[1] > 0:
                 attn = torch.cat([mask.repeat_interleave(n, dim=0), resp_mask], dim=-1)
-                logits = response_logits(model, seq, attn, plen, chunk)  # (B·n, T, V)
-                with ref_ctx() as ref, _eval(ref):
-                    ref_logits = response_logits(ref, seq, attn, plen, chunk)
-                out.kl += sequence_kl_terms(logits, ref_logits, resp, resp_mask, kl_estimator).tolist()
-                out.kl_mc += sequence_kl_terms(logits, ref_logits, resp, resp_mask, "mc").tolist()
+                # blocks of rows × positions under a memory budget: never all (B·n, T, V) logits at once
+                from llm.memfix import chunked_sequence_kl
+
+                kl = chunked_sequence_kl(model, ref_ctx, seq, attn, plen, resp, resp_mask,
+                                         tuple(dict.fromkeys((kl_estimator, "mc"))))
+                out.kl += kl[kl_estimator]
+                out.kl_mc += kl["mc"]
             elif reference is not None:
                 out.kl += [0.0] * seq.shape[0]
                 out.kl_mc += [0.0] * seq.shape[0]

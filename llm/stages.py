@@ -346,10 +346,10 @@ def stage_align(cfg: RunConfig, world, arm: ArmConfig, seed: int, base_path: str
                   train_dataset=_to_dataset(rows, ("prompt", "kind", "topic", "answer")), processing_class=tok,
                   peft_config=peft_cfg, callbacks=callbacks)
     resume = _resume_point(stage_dir / "ckpt")
-    if resume and callbacks and peft_cfg is None:  # the tracker's reference is the base, not the checkpoint
-        ref, _ = load_model(base_path, eval_device(cfg, dist), model_dtype(cfg))
-        callbacks[0].set_reference(ref)
-        del ref
+    # the tracker's reference is the base: the trainer's frozen one, else loaded from disk (right on resume
+    # too, when the policy's weights are a checkpoint's); with LoRA the adapter-disabled base
+    attach_tracker_reference(trainer, callbacks[0] if callbacks else None, base_path, eval_device(cfg, dist),
+                             model_dtype(cfg), lora=peft_cfg is not None)
     trainer.train(resume_from_checkpoint=resume)
     release_vllm(trainer)
     out = save_trained(trainer, tok, stage_dir / "model", base_path, cfg, dist)

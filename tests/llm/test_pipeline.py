@@ -165,3 +165,24 @@ def test_match_kl_calibrates_later_arms_to_the_first_arms_kl_to_base(tmp_path):
     assert (reached[-1] and not any(reached[:-1])) or (steps[-1] == 6 and not any(reached))
     report = (tmp_path / "m" / "report.md").read_text()
     assert "## Alignment dose" in report and ("**matched**" in report or "**not matched**" in report)
+
+
+def test_eval_benchmarks_run_after_each_stage_and_land_in_the_rows(tmp_path, monkeypatch):
+    """eval.benchmarks calls llm.standard_evals.run_benchmarks on every stage's saved model (stubbed here: the
+    lm-eval / evalplus paths themselves are tested in test_standard_evals)."""
+    import llm.standard_evals as SE
+
+    calls = []
+
+    def fake(cfg, model_path):
+        calls.append(model_path)
+        return {"math500/math_verify": 0.25, "math500/n": 4.0}
+
+    monkeypatch.setattr(SE, "run_benchmarks", fake)
+    assert main([f"output_dir={tmp_path}", "run_name=b", *TINY, "eval.benchmarks=[math500]",
+                 "align.arms=[{name: grpo, algo: grpo}]"]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if r["type"] == "eval"]
+    assert len(calls) == len(evals) == 3  # base, aligned, downstream
+    assert all(r["eval/math500_math_verify"] == 0.25 and r["eval/math500_n"] == 4.0 for r in evals)
+    assert calls[-1].endswith("downstream/sft/model")
