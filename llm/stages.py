@@ -150,7 +150,7 @@ def _resume_point(ckpt_dir: Path) -> Optional[str]:
 
 
 def last_checkpoint(ckpt_dir: Path) -> Optional[str]:
-    """The newest complete ``checkpoint-N`` under ``ckpt_dir`` (one with trainer_state.json), or None."""
+    """The newest complete ``checkpoint-N`` under ``ckpt_dir`` (one whose trainer_state.json parses), or None."""
     if not ckpt_dir.exists():
         return None
     cands = []
@@ -159,9 +159,21 @@ def last_checkpoint(ckpt_dir: Path) -> Optional[str]:
             step = int(p.name.split("-")[1])
         except (IndexError, ValueError):
             continue
-        if (p / "trainer_state.json").exists():
+        if _complete_state(p / "trainer_state.json"):
             cands.append((step, p))
     return str(max(cands)[1]) if cands else None
+
+
+def _complete_state(path: Path) -> bool:
+    """A checkpoint counts once its trainer_state.json (written last) parses: a kill during the write leaves a
+    truncated file, and resuming from it would fail."""
+    import json
+
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

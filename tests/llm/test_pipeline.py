@@ -13,6 +13,7 @@ import pytest
 
 from llm.config import ConfigError, load_config
 from llm.run import main
+from llm.stages import last_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["seeds=[0]", "base.pretrain_steps=40", "align.steps=2", "align.prompts_per_step=2",
@@ -61,7 +62,7 @@ def test_resume_after_kill_mid_stage(tmp_path):
     ckpt_dir = tmp_path / "r" / "seed0" / "grpo" / "align" / "ckpt"
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
-        if any((p / "trainer_state.json").exists() for p in ckpt_dir.glob("checkpoint-*")):
+        if last_checkpoint(ckpt_dir) is not None:  # a complete checkpoint (its trainer_state.json parses)
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the pipeline finished before it could be interrupted"
@@ -186,3 +187,14 @@ def test_eval_benchmarks_run_after_each_stage_and_land_in_the_rows(tmp_path, mon
     assert len(calls) == len(evals) == 3  # base, aligned, downstream
     assert all(r["eval/math500_math_verify"] == 0.25 and r["eval/math500_n"] == 4.0 for r in evals)
     assert calls[-1].endswith("downstream/sft/model")
+
+
+def test_last_checkpoint_skips_one_whose_trainer_state_was_cut_by_a_kill(tmp_path):
+    """Regression: a SIGKILL during the write of checkpoint-4's trainer_state.json left a truncated file, and the
+    rerun crashed resuming from it (JSONDecodeError); the newest *complete* checkpoint is the one to resume."""
+    for step, text in ((2, '{"global_step": 2}'), (4, '{"global_st')):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(text)
+    assert last_checkpoint(tmp_path).endswith("checkpoint-2")
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("")
+    assert last_checkpoint(tmp_path) is None
