@@ -250,7 +250,8 @@ def test_local_model_and_jsonl_datasets_end_to_end(tmp_path, capsys):
             f"downstream.datasets=[{A['alpaca']}, {A['gsm8k']}]",
             f"downstream.per_dataset={{{A['gsm8k']}: {{kinds: [rlvr], reward_funcs: [math]}}}}",
             f"eval.harmful_dataset={A['harmful']}", f"eval.benign_dataset={A['benign']}",
-            f"eval.math_dataset={A['math']}", f"eval.judge=harmbench:{A['model']}"]
+            f"eval.math_dataset={A['math']}", f"eval.judge=harmbench:{A['model']}",
+            "keep_checkpoints=true"]  # the test reads the trainer's arguments from the kept checkpoint
     assert main(args) == 0
     out = capsys.readouterr().out
     run_dir = tmp_path / "runs" / "local"
