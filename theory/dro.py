@@ -227,35 +227,65 @@ def _edge_solutions(r, p, w, rho, f):
     return None, (sup, rmin, d, p_a, argmin)
 
 
+def _kl_of_tilt(x, p, pe, z):
+    """KL(Q||π) and Var_Q(x) per row for Q = π e^{-x}/Z, x >= 0, centred at c = x at argmax Q.
+
+    KL = -E_Q(x - c) - log E_π e^{-(x - c)}, with log E_π e^{-(x - c)} = log1p(Σ π expm1(c - x))
+    and each π expm1(c - x) formed as exp(log π + c - x) - π when c - x > 1 (<= 0 in the exponent:
+    Q_j <= Q_c); where that sum is near -1 (Q piled on an entry of tiny π) the plain log-sum-exp is
+    used instead. About the bulk of Q nothing cancels: with the argmin shift (c = 0) a tilt that
+    keeps Q near π but x ~ 300 on the bulk lost ε·300/KL of KL's digits (3e-5 at ρ = 1e-9).
+    """
+    q = pe / z[:, None]
+    c = np.take_along_axis(x, np.argmax(q, axis=1)[:, None], axis=1)  # (m, 1)
+    y = x - c
+    m1 = (q * y).sum(axis=1)
+    m2 = (q * y * y).sum(axis=1)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        far = -y > 1.0
+        t = np.where(far, np.exp(np.log(p) - y) - p, p * np.expm1(np.where(far, 0.0, -y)))
+        t = np.where(p > 0, t, 0.0).sum(axis=1)
+        # far from Z_c = 1 (Q piled on an entry of tiny π) the direct log-sum-exp is the accurate one
+        a = np.where(p > 0, np.log(p) - y, -np.inf)
+        top = a.max(axis=1)
+        direct = top + np.log(np.exp(a - top[:, None]).sum(axis=1))
+    log_zc = np.where(t > -0.5, np.log1p(np.maximum(t, -0.5)), direct)
+    kl = np.maximum(-m1 - log_zc, 0.0)
+    return kl, np.maximum(m2 - m1 * m1, 0.0)
+
+
 def _kl_interior(r, p, w, rho, sup, rmin, d):
-    """KL dual for 0 < ρ < E_x[-log π_x(argmin)]: λ* solves E_x KL(Q_λ||π) = ρ, or None (λ* ~ 0)."""
+    """KL dual for 0 < ρ < E_x[-log π_x(argmin)]: λ* solves E_x KL(Q_λ||π) = ρ, or None (λ* ~ 0).
+
+    Solved for the rewards in units of their spread (d/spread in [0, 1], λ/spread), which the
+    problem is invariant to, so rewards of any scale (1e-300 or 1e4) meet the same λ bracket.
+    """
     active = w > 0
+    spread = float(d[active].max())
+    d = d / spread
     dw, pw, ww = d[active], p[active], w[active]            # prompts with p(x) = 0 cannot matter
 
     def h(lam):
         # KL(Q_λ||π) = -E_Q x - log Z and d KL / d log λ = -Var_Q(x), x = d/λ, per prompt
-        log_z, pe, z, x = _tilt(dw, pw, lam)
-        pex = pe * x
-        m1 = pex.sum(axis=1) / z
-        m2 = (pex * x).sum(axis=1) / z
-        kl = np.maximum(-m1 - log_z, 0.0)
-        return float(ww @ kl) - rho, -float(ww @ np.maximum(m2 - m1 * m1, 0.0))
+        _, pe, z, x = _tilt(dw, pw, lam)
+        kl, var_q = _kl_of_tilt(x, pw, pe, z)
+        return float(ww @ kl) - rho, -float(ww @ var_q)
 
-    spread = float(dw.max())
     mean = (pw * dw).sum(axis=1)
-    var = float(ww @ (pw * ((dw - mean[:, None]) / spread) ** 2).sum(axis=1))  # in units of spread²
-    lam_hi = 2.0 * spread / math.sqrt(8.0 * rho)              # KL(Q_λ||π) <= spread²/(8λ²) (Hoeffding)
-    lam_guess = spread * math.sqrt(var / (2.0 * rho))         # Remark 3.3's λ
+    var = float(ww @ (pw * (dw - mean[:, None]) ** 2).sum(axis=1))  # in units of spread²
+    lam_hi = 2.0 / math.sqrt(8.0 * rho)                       # KL(Q_λ||π) <= spread²/(8λ²) (Hoeffding)
+    lam_guess = math.sqrt(var / (2.0 * rho))                  # Remark 3.3's λ
     # below gap/800 every e^{-d/λ} off the argmin is 0 in float64; 1e-300 keeps log λ finite when the
-    # gap itself is subnormal (the value then differs from the λ = 0 edge by < 1e-299)
+    # gap is that small relative to the spread (the value then differs from the λ = 0 edge by < 1e-299)
     lam_floor = max(_min_gap(d, sup, active) / 800.0, 1e-300)
-    lam = _find_lambda(h, lam_guess, lam_hi, lam_floor)
-    if lam == 0.0:
+    lam_n = _find_lambda(h, lam_guess, lam_hi, lam_floor)
+    if lam_n == 0.0:
         return None
-    log_z, pe, z, _ = _tilt(d, p, lam)
-    er = rmin - lam * log_z                                   # (m,) entropic risk per prompt
+    log_z, pe, z, _ = _tilt(d, p, lam_n)
+    er = rmin - spread * (lam_n * log_z)                      # (m,) entropic risk per prompt
     q = pe / z[:, None]
-    return DROResult(float(w @ er - lam * rho), lam, q, -lam - er)
+    lam = spread * lam_n
+    return DROResult(float(w @ er - spread * (lam_n * rho)), lam, q, -lam - er)
 
 
 def _chi2_inner(d, p, lam, order, rank):
@@ -310,27 +340,29 @@ def _chi2_interior(r, p, w, rho, sup, rmin, d, p_a):
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(d.shape[1])[None, :].repeat(d.shape[0], 0), axis=1)
 
+    # in units of the reward spread (as in _kl_interior): d/spread in [0, 1], λ/spread
+    spread = float(d[active].max())
+    d = d / spread
     da, pa, oa, ra, wa = d[active], p[active], order[active], rank[active], w[active]
 
     def h(lam):
         _, _, chi2, slope = _chi2_inner(da, pa, lam, oa, ra)
         return float(wa @ chi2) - rho, float(wa @ slope)
 
-    spread = float(d[active].max())
     mean = (p * d).sum(axis=1)
-    var = float(w @ (p * ((d - mean[:, None]) / spread) ** 2).sum(axis=1))   # in units of spread²
-    lam_hi = 2.0 * max(spread / 2.0, spread / (4.0 * math.sqrt(rho)))  # all active: χ² = Var/(4λ²)
-    lam_guess = spread * math.sqrt(var / (4.0 * rho))
+    var = float(w @ (p * (d - mean[:, None]) ** 2).sum(axis=1))   # in units of spread²
+    lam_hi = 2.0 * max(0.5, 1.0 / (4.0 * math.sqrt(rho)))      # all active: χ² = Var/(4λ²)
+    lam_guess = math.sqrt(var / (4.0 * rho))
     gaps = np.where(sup & (d > 0), d, np.inf).min(axis=1)             # (m,)
     # below this only the argmin set is active (2λ/π(A) < gap) and χ² equals its λ -> 0 limit
     lam_floor = max(0.25 * float(np.min(np.where(active & np.isfinite(gaps), p_a * gaps, np.inf))),
                     1e-300)
-    lam = _find_lambda(h, lam_guess, lam_hi, lam_floor)
-    if lam == 0.0:
+    lam_n = _find_lambda(h, lam_guess, lam_hi, lam_floor)
+    if lam_n == 0.0:
         return None
-    v, q, chi2, _ = _chi2_inner(d, p, lam, order, rank)
-    inner = rmin + (q * d).sum(axis=1) + lam * chi2           # E_Q r + λ χ² per prompt
-    return DROResult(float(w @ inner - lam * rho), lam, q, -rmin - v)
+    v, q, chi2, _ = _chi2_inner(d, p, lam_n, order, rank)
+    inner = rmin + spread * ((q * d).sum(axis=1) + lam_n * chi2)   # E_Q r + λ χ² per prompt
+    return DROResult(float(w @ inner - spread * (lam_n * rho)), spread * lam_n, q, -rmin - spread * v)
 
 
 def _tv_exact(r, p, w, rho, sup, rmin, d, argmin, p_a):

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import logsumexp, rel_entr
+from scipy.special import kl_div, logsumexp
 
 from theory._validate import (
     check_finite,
@@ -211,7 +211,8 @@ def kl_divergence(p, q) -> np.ndarray:
     Deviation: none.
     """
     p, q = _pair(p, q)
-    return np.sum(rel_entr(p, q), axis=-1)
+    # Σ (p log(p/q) − p + q): every term >= 0, so rounding cannot make the sum negative
+    return np.sum(kl_div(p, q), axis=-1)
 
 
 def tv_distance(p, q) -> np.ndarray:
@@ -249,11 +250,21 @@ def _ratio_deviation(pi_ref: np.ndarray, reward: np.ndarray, b: float) -> np.nda
     gmax = np.max(np.where(sup, reward, -np.inf), axis=-1, keepdims=True)
     x = np.where(sup, (reward - gmax) / b, 0.0)                      # (..., paths), ≤ 0 on the support
     x_med = _wmedian(pi_ref, x)                                      # (..., 1)
+    # x − x_med from the raw rewards, (g − g_med)/β: the shift by max g would round away a g that
+    # differs from another by less than ε·max|g| (g = 1.6e-181 next to g = 0, say)
+    dx = np.where(sup, (reward - _wmedian(pi_ref, reward)) / b, 0.0)
     with np.errstate(under="ignore"):
-        du = np.sign(x - x_med) * np.exp(np.maximum(x, x_med)) * -np.expm1(-np.abs(x - x_med))
+        du = np.sign(dx) * np.exp(np.maximum(x, x_med)) * -np.expm1(-np.abs(dx))
         du = np.where(sup, du, 0.0)                                  # u − a
         z = _mean(pi_ref, np.where(sup, np.exp(x), 0.0))             # E_ref u ≥ π_ref(argmax) > 0
         return np.where(sup, (du - _mean(pi_ref, du)[..., None]) / z[..., None], 0.0)
+
+
+def _rms(t: np.ndarray) -> np.ndarray:
+    """sqrt(Σ t²) over the last axis, scaled by max |t| so tiny entries do not underflow when squared."""
+    m = np.max(np.abs(t), axis=-1, keepdims=True)
+    safe = np.where(m > 0, m, 1.0)
+    return m[..., 0] * np.sqrt(np.sum((t / safe) ** 2, axis=-1))
 
 
 def tilt_chi2(pi_ref, reward, beta) -> np.ndarray:
@@ -299,8 +310,12 @@ def chi2_drift_bound(pi_ref, reward, safety, beta) -> np.ndarray:
     Deviation: reconstructed statement (docs/theory.md §3).
     """
     pi_ref, reward, b, s = _tilt_inputs(pi_ref, reward, beta, safety)
-    var_s = _cov(pi_ref, s, s)
-    return np.sqrt(var_s) * np.sqrt(tilt_chi2(pi_ref, reward, b))  # no underflow of the product
+    # sd(s) · sqrt(χ²) as two root-mean-squares scaled by their largest term: neither Var(s) ~ 1e-330
+    # nor the product underflows to 0 while |ΔS| ~ 1e-165 does not
+    dev = np.sqrt(pi_ref) * _ratio_deviation(pi_ref, reward, b)
+    s_c = s - _wmedian(pi_ref, s)
+    ds = np.sqrt(pi_ref) * (s_c - _mean(pi_ref, s_c)[..., None])
+    return _rms(ds) * _rms(dev)
 
 
 def chi2_drift_bound_policy(pi, pi_ref, safety) -> np.ndarray:

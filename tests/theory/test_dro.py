@@ -15,7 +15,7 @@ import time
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.optimize import minimize_scalar
@@ -47,8 +47,8 @@ def problems(draw, m_max=4, n_max=8, zeros=True, ties=True, weighted=True, tiny=
     n = draw(st.integers(2, n_max))
     if ties and draw(st.booleans()):
         r = draw(arrays(np.float64, (m, n), elements=st.integers(-3, 3).map(float)))
-    else:
-        r = draw(arrays(np.float64, (m, n), elements=st.floats(-1.0, 1.0)))
+    else:   # no subnormal rewards: λ* ~ spread·O(1) would underflow (2.2e-308 is drawn, see examples)
+        r = draw(arrays(np.float64, (m, n), elements=st.floats(-1.0, 1.0, allow_subnormal=False)))
     wts = draw(arrays(np.float64, (m, n),
                       elements=weight_elements if tiny else st.floats(0.05, 1.0)))
     wts[:, 0] = np.maximum(wts[:, 0], 0.05)                # every row keeps an O(1) entry
@@ -174,6 +174,11 @@ def test_risk_re_exports_dro():
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("f", FS)
 @given(prob=problems(), rho=rhos)
+# found by the explore profile: a reward spread of 2.2e-308 (λ bracket below 1e-300: infeasible Q*);
+# a 1e-52 argmin next to O(1) mass (λ ~ 1e-25)
+@example(prob=(np.array([[0.0, 2.2250738585072014e-308]]), np.array([[0.5, 0.5]]), None), rho=1e-3)
+@example(prob=(np.array([[0.0, 0.0, 0.0], [-1 / 3, -1.0, 0.0]]), np.array([[1.0, 0.0, 0.0], [1.0, 1e-52, 0.0]]),
+               None), rho=1e-3)
 def test_certificate(f, prob, rho):
     r, pi, px = prob
     res = fdiv_dro_dual(r, pi, rho, f, px)
@@ -187,9 +192,13 @@ def test_certificate(f, prob, rho):
     tol = TOL["float64"] * (1.0 + np.abs(r).max()) * 10
     assert expected(q, r, px) == pytest.approx(res.value, abs=tol)       # E_Q* r = value
     if math.isfinite(res.lam):
-        # weak duality: any (λ, η) lower-bounds every feasible E_Q r, so equality certifies both
+        # weak duality: any (λ, η) lower-bounds every feasible E_Q r, so equality certifies both.
+        # The bracket's own rounding: -r - η carries δ ~ ε·max(|r|, |η|), which enters λ f*((-r-η)/λ)
+        # at second order as f*''·δ²/λ (f*'' <= 1 near the optimum for kl and chi2; 0 for tv)
         bracket = fdiv_dual_objective(r, pi, rho, f, res.lam, res.eta, px)
-        assert bracket == pytest.approx(res.value, abs=tol)
+        delta = 8 * np.finfo(float).eps * (1.0 + np.abs(r).max() + np.abs(res.eta).max())
+        second = delta ** 2 / res.lam if f != "tv" and res.lam > 0 else 0.0
+        assert bracket == pytest.approx(res.value, abs=tol + second)
 
 
 @pytest.mark.parametrize("f", FS)
@@ -297,7 +306,10 @@ def test_random_q_in_ball_is_no_better(f, prob, rho, seed):
     q = (1 - lo[:, None, None]) * pi + lo[:, None, None] * dirich
     assert (avg_div(f, q, pi, px) <= rho + 1e-12).all()
     values = (q * r).sum(axis=-1) @ weights(px, r.shape[0])
-    assert values.min() >= res.value - 1e-12
+    # a Q accepted at computed D_f <= ρ may lie ~1e-15 outside the ball (avg_div's rounding), and
+    # the value moves by λ* per unit of ρ (envelope theorem): measured 1.9e-12 at λ* = 2.2e4
+    slack = 1e-14 * res.lam if math.isfinite(res.lam) else 0.0
+    assert values.min() >= res.value - 1e-12 - slack
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,6 +336,9 @@ def test_prompt_permutation_and_per_prompt_shift(f, prob, rho, data):
 
 @pytest.mark.parametrize("f", FS)
 @given(prob=problems(), rho=rhos, loga=st.floats(-2, 2))
+# found by the explore profile: KL formed about the argmin lost 3e-5 of its digits (λ* to 1e-7)
+@example(prob=(np.array([[0.75] * 7 + [0.0]]), np.array([[2 / 3, 1 / 3 - 6.67e-151, 0, 0, 0, 0, 0, 6.67e-151]]),
+               None), rho=1e-9, loga=1.0)
 def test_reward_scaling(f, prob, rho, loga):
     """value(a r) = a value(r) and λ*(a r) = a λ*(r) for a > 0."""
     r, pi, px = prob
@@ -387,10 +402,13 @@ def test_kl_dual_is_the_sup_over_lambda(prob, x):
     res = kl_dro_dual(r, pi, rho)
     assume(0.0 < res.lam < math.inf)
 
+    sup = pi > 0
+    rmin = np.where(sup, r, np.inf).min(axis=1, keepdims=True)        # per prompt, over the support
+
     def neg_dual(t):
         lam = math.exp(t)
-        z = (pi * np.exp(-(r - r.min()) / lam)).sum(axis=1)
-        return -(r.min() - lam * np.log(z).mean() - lam * rho)
+        z = np.where(sup, pi * np.exp(-np.where(sup, r - rmin, 0.0) / lam), 0.0).sum(axis=1)
+        return -(rmin.mean() - lam * np.log(z).mean() - lam * rho)
 
     t = math.log(res.lam)
     search = minimize_scalar(neg_dual, bounds=(t - 3, t + 3), method="bounded",

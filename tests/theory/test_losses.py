@@ -11,7 +11,7 @@ import mpmath
 import numpy as np
 import pytest
 import torch
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from tests.tolerances import TOL
@@ -148,6 +148,7 @@ def mp_frpo_adv_group(r, lam, jackknife, baseline, dps=60):
                   max_size=10),
        x=st.one_of(st.floats(-3.0, 8.0), st.sampled_from([-3.0, 5.0, 8.0])),
        jk=st.booleans(), baseline=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float64]))
+@example(r=[0.0, 0.0, 0.0, 0.0, -4.0, -4.0, -4.0], x=-3.0, jk=True, baseline=True, dtype=torch.float64)  # explore
 def test_frpo_advantages_float32_large_lambda_no_cancellation(r, x, jk, baseline, dtype):
     """Regression: float32 Â cancelled when λ ≫ |A| (relative error 5 at λ = 1e5, all digits by 1e8).
 
@@ -159,7 +160,9 @@ def test_frpo_advantages_float32_large_lambda_no_cancellation(r, x, jk, baseline
     got = frpo_advantages(rt, len(r), lam, jackknife=jk, baseline=baseline, scale="lambda")
     assert got.dtype == dtype
     want = mp_frpo_adv_group(rt.double().tolist(), lam, jk, baseline)
-    tol = 1e-12 if dtype == torch.float64 else 2e-7
+    # float64: the exponents ℓ = -A/λ carry an absolute rounding of ε|A|/λ into every weight (an
+    # inherent 4e-13 at λ = 1e-3, |A| = 2), hence the spread/λ term; float32: its output rounding
+    tol = 1e-12 + 2e-15 * np.ptp(r) / lam if dtype == torch.float64 else 2e-7
     # 1e-40 λ: the 60-digit reference's own rounding (all-tied groups have Â = 0 exactly)
     np.testing.assert_allclose(got.double().numpy(), want, rtol=0,
                                atol=tol * np.abs(want).max() + 1e-40 * lam)

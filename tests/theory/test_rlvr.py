@@ -9,7 +9,7 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from tests.profiles import solver_bound
@@ -238,6 +238,11 @@ def test_chi2_bound_beta_1e8_is_not_zero():
 
 
 @given(instances())
+# found by the explore profile: g = 1.6e-181 next to g = 0 (lost when shifting by max g), and a
+# safety spread of 5.6e-165 (Var(s) ~ 1e-330 underflowed, bound 0 < |ΔS|)
+@example(inst=(np.array([0.5, 5e-171, 0.5]), np.array([0.0, 1.0, 1.59081172e-181]), np.array([0.0, 0.0, 1.0]),
+               1.0))
+@example(inst=(np.array([0.5, 0.5]), np.array([0.0, 1.0]), np.array([0.0, 5.64705678e-165]), 1.0))
 def test_tilt_chi2_and_drift_match_mpmath_over_beta_decades(inst):
     """Regression: 29/300 stress instances had bound < |ΔS| once χ² was small (large β).
 
@@ -336,6 +341,8 @@ def test_tanh_bound_is_attained_on_two_paths(beta):
 
 @given(st.integers(2, 6).flatmap(lambda n: st.tuples(distributions(n), distributions(n),
                                                      st.lists(unit, min_size=n, max_size=n))))
+# found by the explore profile: π ≈ π_ref gave KL = -1.7e-18 (rel_entr terms of both signs)
+@example(args=(np.array([100.0, 1.0]) / 101.0, np.array([100.0, 1.0 + 1e-15]) / (101.0 + 1e-15), [0.0, 0.0]))
 def test_pinsker_for_any_policy(args):
     pi, pi_ref, s = args
     tv = tv_distance(pi, pi_ref)
