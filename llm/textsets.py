@@ -150,7 +150,7 @@ def arith_rows(part: str) -> list[dict]:
 
 def textset_rows(name: str, part: str) -> list[dict]:
     """Rows of ``name[:part]`` (see the module docstring)."""
-    from llm.assets import dataset_asset_rows, split_indices
+    from llm.dataset_assets import dataset_asset_rows, split_indices
 
     if name == "lookalikes":
         allrows = [dict(r) for r in lookalikes()]

