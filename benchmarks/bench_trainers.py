@@ -110,7 +110,7 @@ def bench_trainer_steps(steps: int, warmup: int, group_size: int, prompts_per_st
 def bench_losses(batch: int, group_size: int, length: int, reps: int, device: str, lam: float = 0.5):
     gen = torch.Generator().manual_seed(0)
     logp0 = (-2 * torch.rand(batch, length, generator=gen)).to(device)
-    old = (logp0 + 0.05 * torch.randn(batch, length, generator=gen).to(device)).detach()
+    old = (logp0 + 0.05 * torch.randn(batch, length, generator=gen).to(device)).clamp(max=0.0).detach()  # log-probs
     lengths = torch.randint(length // 4, length + 1, (batch,), generator=gen).to(device)
     mask = (torch.arange(length, device=device)[None] < lengths[:, None]).float()
     rewards = torch.rand(batch, generator=gen).to(device)
