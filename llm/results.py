@@ -33,7 +33,7 @@ RESULTS = REPO / "results" / "tiny_world"
 RUNS = REPO / "runs" / "results"
 README = REPO / "README.md"
 BEGIN, END = "<!-- results:tiny-world:begin -->", "<!-- results:tiny-world:end -->"
-PRESETS = ("default", "power", "lambda_sweep", "all_downstream", "csft_attacks", "rlvr_vs_sft", "math")
+PRESETS = ("default", "power", "lambda_sweep", "rlvr_vs_sft", "math", "csft_attacks", "all_downstream")
 QUESTIONS = {
     "default": "After benign affirmative SFT, does FRPO (λ=0.2) keep more refusal than GRPO at the same KL?",
     "power": "The default's question on two seed lists (32 seeds): does the answer move between seed lists?",
