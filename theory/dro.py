@@ -157,10 +157,19 @@ def fdiv_dual_objective(rewards, pi, rho, f: str, lam: float, eta, px=None) -> f
         return float(-w @ eta_arr)                           # convention 0 * rho = 0
     if math.isinf(rho):
         return -math.inf
-    fs = np.where(sup, fdiv_conjugate(f, s / lam), 0.0)      # (m, n)
-    inner = (p * fs).sum(axis=1)                             # (m,)
-    with np.errstate(invalid="ignore"):
-        total = -lam * rho - w @ eta_arr - lam * (w @ inner)
+    # λ π f*(s/λ) in perspective form, so a tiny λ (1e-255 next to O(1) s) does not overflow s/λ
+    # squared or exponentiated on the way to a finite product
+    p_safe = np.where(sup, p, 1.0)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        if f == "kl":
+            term = np.exp(np.log(p_safe) + math.log(lam) + s / lam - 1.0)
+        elif f == "chi2":
+            term = np.where(s >= -2.0 * lam, p_safe * s + (np.sqrt(p_safe) * s) ** 2 / (4.0 * lam),
+                            -lam * p_safe)
+        else:
+            term = np.where(s <= 0.5 * lam, p_safe * np.maximum(s, -0.5 * lam), np.inf)
+        inner = np.where(sup, term, 0.0).sum(axis=1)          # (m,) λ E_π f*(s/λ)
+        total = -lam * rho - w @ eta_arr - w @ inner
     return -math.inf if not np.isfinite(total) else float(total)
 
 
@@ -326,8 +335,12 @@ def _chi2_inner(d, p, lam, order, rank):
     spread_term = (z * z).sum(axis=1)                          # Σ_A π (d - m_A)² / (4λ²)
     chi2 = tj / cj + spread_term
     base = np.maximum(1.0 - gj / two_lam, 0.0) / cj            # L at d = d_(j)
-    with np.errstate(under="ignore"):
-        q = np.where(act, p * base[:, None] + (p * (dj[:, None] - d)) / two_lam, 0.0)
+    with np.errstate(under="ignore", over="ignore", invalid="ignore"):
+        # π (d_(j) - d)/(2λ) <= g_j/(2λ) <= 1 on A: as π·quotient (no subnormal product π·d at
+        # π ~ 1e-124, d ~ 1e-193), or as (π·difference)/(2λ) where the quotient alone overflows
+        rise = (dj[:, None] - d) / two_lam
+        rise = np.where(np.isfinite(rise), p * rise, (p * (dj[:, None] - d)) / two_lam)
+        q = np.where(act, p * base[:, None] + rise, 0.0)
     v = (two_lam - gj) / cj - two_lam + dj                     # u - 2λ
     return v, q, chi2, -2.0 * spread_term
 

@@ -179,6 +179,12 @@ def test_risk_re_exports_dro():
 @example(prob=(np.array([[0.0, 2.2250738585072014e-308]]), np.array([[0.5, 0.5]]), None), rho=1e-3)
 @example(prob=(np.array([[0.0, 0.0, 0.0], [-1 / 3, -1.0, 0.0]]), np.array([[1.0, 0.0, 0.0], [1.0, 1e-52, 0.0]]),
                None), rho=1e-3)
+# a shared budget split between a prompt at its argmin limit and a 1e-124 argmin (λ* = 3e-255):
+# π·(d_(j) - d) underflowed to a subnormal, and (s/λ)² overflowed in the bracket
+@example(prob=(np.array([[0.5] + [1.48089307e-193] * 4, [1.48089307e-193] * 5, [1.48089307e-193] * 5,
+                         [1.48089307e-193, 1.48089307e-193, 0.0, 1.48089307e-193, 1.48089307e-193]]),
+               np.array([[0.2] * 5, [0.2] * 5, [0.2] * 5, [0.25, 0.25, 2.5e-124, 0.25, 0.25 - 2.5e-124]]),
+               None), rho=0.1)
 def test_certificate(f, prob, rho):
     r, pi, px = prob
     res = fdiv_dro_dual(r, pi, rho, f, px)
