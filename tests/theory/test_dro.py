@@ -257,6 +257,9 @@ def test_large_rho_is_min(f, prob, extra):
 @pytest.mark.parametrize("f", FS)
 @solver_bound
 @given(prob=problems(zeros=False, tiny=False))
+# found by the explore profile: the tv value 1 ulp below E_x min r (weighted sums round differently)
+@example(prob=(np.array([[2.2250738585072014e-308, 0.0], [-1.0, 0.0], [0.0, 0.0]]), np.full((3, 2), 0.5),
+               np.array([4.0, 1.0, 1.0]) / 6.0))
 def test_just_below_argmin_budget(f, prob):
     """ρ slightly below the threshold: λ* > 0 small, value slightly above E_x min r, primal agrees."""
     r, pi, px = prob
@@ -265,7 +268,8 @@ def test_just_below_argmin_budget(f, prob):
     rho = 0.9 * d0
     res = fdiv_dro_dual(r, pi, rho, f, px)
     assert 0.0 < res.lam < math.inf
-    assert min_value(r, pi, px) <= res.value <= mean_value(r, pi, px)
+    ulps = 4 * np.finfo(float).eps * (1.0 + np.abs(r).max())           # the two weighted sums' rounding
+    assert min_value(r, pi, px) - ulps <= res.value <= mean_value(r, pi, px) + ulps
     assert res.value == pytest.approx(fdiv_dro_primal(r, pi, rho, f, px).value,
                                       abs=TOL["cvxpy_value"] * (1.0 + np.abs(r).max()))
 
