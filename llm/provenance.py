@@ -51,8 +51,25 @@ def fingerprint_modules(names) -> dict[str, str]:
 
 
 def loaded_project_modules() -> list[str]:
-    """The project's modules (llm.*, theory.*) imported in this process."""
-    return sorted(m for m in list(sys.modules) if m.split(".")[0] in PACKAGES and module_path(m) is not None)
+    """The project's modules (llm.*, theory.*) imported in this process, the ``python -m`` entry point included
+    (it runs as ``__main__``, under its own name only in its spec)."""
+    names = {m for m in list(sys.modules) if m.split(".")[0] in PACKAGES}
+    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if main_spec is not None and main_spec.name.split(".")[0] in PACKAGES:
+        names.add(main_spec.name)
+    return sorted(m for m in names if module_path(m) is not None)
+
+
+def source_at(commit: str, module: str, repo: Optional[Path] = None) -> str:
+    """The source of ``module`` at ``commit`` ("+dirty" ignored), from git."""
+    repo = repo or Path(__file__).resolve().parents[1]
+    rel = module.replace(".", "/") + ".py"
+    res = subprocess.run(["git", "show", f"{commit.split('+')[0]}:{rel}"], cwd=repo, capture_output=True, text=True,
+                         timeout=30)
+    if res.returncode != 0:
+        raise ValueError(f"cannot read {rel} at commit {commit!r} ({res.stderr.strip()}); the results' provenance "
+                         "needs the git history: run in a clone of the repository, or rerun `make results`")
+    return res.stdout
 
 
 def git_commit(repo: Optional[Path] = None) -> str:
