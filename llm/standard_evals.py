@@ -92,9 +92,9 @@ def math500(model: str, *, data: Optional[str] = None, limit: Optional[int] = No
     only; ``max_gen_toks``: generation length (the recipes' 3000); ``samples_out``: write every rendered prompt
     and response there (JSON).
     """
-    _need("lm_eval")
-    _check_path(model, "model", hub_ok=True)
+    _check_path(model, "model", hub_ok=True)  # bad paths first: a clear error even without the extra installed
     _check_path(data, "data")
+    _need("lm_eval")
     if num_fewshot < 0 or max_gen_toks < 1 or batch_size < 1 or (limit is not None and limit < 1):
         raise ValueError(f"num_fewshot={num_fewshot} >= 0, max_gen_toks={max_gen_toks}, batch_size={batch_size} and "
                          f"limit={limit} >= 1 are required")
@@ -147,11 +147,11 @@ def _read_jsonl(path: str) -> list[dict]:
 
 def mbpp_plus_problems(data: Optional[str] = None, limit: Optional[int] = None) -> list[dict]:
     """The MBPP+ tasks: evalplus's MbppPlus.jsonl(.gz) at ``data``, else evalplus's own copy (downloads once)."""
-    _need("evalplus")
     _check_path(data, "data")
-    if data is not None:
+    if data is not None:  # a local file needs no evalplus to read
         rows = _read_jsonl(data)
     else:
+        _need("evalplus")
         from evalplus.data import get_mbpp_plus
 
         rows = list(get_mbpp_plus().values())
@@ -227,8 +227,9 @@ def mbpp_plus(model: str, *, data: Optional[str] = None, limit: Optional[int] = 
               batch_size: int = 8, device: Optional[str] = None, dtype: Optional[str] = None,
               workdir: Optional[str] = None, parallel: int = 1) -> dict[str, float]:
     """MBPP+ pass@1 of the saved model at ``model``: evalplus prompt + chat template, greedy, evalplus sandbox."""
-    _need("evalplus")
     _check_path(model, "model", hub_ok=True)
+    _check_path(data, "data")
+    _need("evalplus")
     from evalplus.provider.utility import make_raw_chat_prompt
     from evalplus.sanitize import sanitize
     from transformers import AutoTokenizer
