@@ -293,7 +293,9 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
             base = Stage(sdir / "base", f"seed{seed}/base")
             run_stage(base, lambda: stage_base(cfg, world, seed, base.dir / "model", dist),
                       lambda path: measure(path, seed), {"type": "eval", "seed": seed, "arm": "base", "stage": "base"})
-        base_path = str(base.dir / "model") if tiny_base else cfg.base.model
+        # the base stage's model: the tiny world's folder, or a real model's resolved (and warm-started) one
+        base_path = str(base.dir / "model") if tiny_base else dist.broadcast(
+            base.result()["model"] if dist.is_main else None)
         match_target: Optional[float] = None
         for i, arm in enumerate(cfg.align.arms):
             st = Stage(sdir / arm.name / "align", f"seed{seed}/{arm.name}/align")
