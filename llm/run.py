@@ -279,7 +279,8 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
             timings[kind] = timings.get(kind, 0.0) + spent.get("train", 0.0)
             timings["eval"] = timings.get("eval", 0.0) + spent.get("eval", 0.0)
 
-    shared = cfg.base.seed if tiny_base else None  # one base for every seed (base.seed)
+    # one base for every seed (base.seed): the tiny world's pretrained model or a real model's warm start
+    shared = cfg.base.seed if (tiny_base or cfg.base.sft_dataset) else None
     if shared is not None:
         base = Stage(run_dir / "base", "base")
         torch.manual_seed(shared)
@@ -293,9 +294,8 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
             base = Stage(sdir / "base", f"seed{seed}/base")
             run_stage(base, lambda: stage_base(cfg, world, seed, base.dir / "model", dist),
                       lambda path: measure(path, seed), {"type": "eval", "seed": seed, "arm": "base", "stage": "base"})
-        # the base stage's model: the tiny world's folder, or a real model's resolved (and warm-started) one
-        base_path = str(base.dir / "model") if tiny_base else dist.broadcast(
-            base.result()["model"] if dist.is_main else None)
+        # what the base stage returned: the tiny world's model, a real model's warm start or its resolved folder
+        base_path = dist.broadcast(base.result()["model"] if dist.is_main else None)
         match_target: Optional[float] = None
         for i, arm in enumerate(cfg.align.arms):
             st = Stage(sdir / arm.name / "align", f"seed{seed}/{arm.name}/align")
