@@ -370,13 +370,69 @@ def stage_align(cfg: RunConfig, world, arm: ArmConfig, seed: int, base_path: str
     return str(out)
 
 
+def _rlvr_trainer(cfg: RunConfig, d, kind: str, rows: list[dict], tok, common: dict, peft_cfg, callbacks: list,
+                  aligned_path: str, dist):
+    """rlvr: TRL's GRPOTrainer on the dataset's prompts with downstream.reward_funcs (family "math")."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    a = cfg.align
+    g = d.num_generations or a.num_generations
+    args = GRPOConfig(loss_type="grpo", scale_rewards="none",
+                      per_device_train_batch_size=g * max(1, d.batch_size // g), num_generations=g,
+                      max_completion_length=d.max_completion_length or a.max_completion_length,
+                      beta=d.beta, **_vllm_args(cfg), **common)
+    return GRPOTrainer(model=aligned_path, reward_funcs=reward_functions(cfg, d.reward_funcs, "math", dist),
+                       args=args, train_dataset=_to_dataset(rows, ("prompt", "kind", "topic", "answer")),
+                       processing_class=tok, peft_config=peft_cfg, callbacks=callbacks)
+
+
+def _sft_trainer(cfg: RunConfig, d, kind: str, rows: list[dict], tok, common: dict, peft_cfg, callbacks: list,
+                 aligned_path: str, dist):
+    """sft: TRL's SFTTrainer on (prompt, completion) rows."""
+    from trl import SFTConfig, SFTTrainer
+
+    data = _to_dataset(rows, ("prompt", "completion"))
+    args = SFTConfig(per_device_train_batch_size=d.batch_size, max_length=d.max_length, **common)
+    return SFTTrainer(model=aligned_path, args=args, train_dataset=data, processing_class=tok,
+                      peft_config=peft_cfg, callbacks=callbacks)
+
+
+def _csft_trainer(cfg: RunConfig, d, kind: str, rows: list[dict], tok, common: dict, peft_cfg, callbacks: list,
+                  aligned_path: str, dist):
+    """csft / csft_pa: llm.csft's CSFTTrainer without / with the PA term (``pa = kind == "csft_pa"``)."""
+    from llm.csft import CSFTConfig, CSFTTrainer
+
+    data = _to_dataset(rows, ("prompt", "completion"))
+    args = CSFTConfig(per_device_train_batch_size=d.batch_size, max_length=d.max_length,
+                      pa=(kind == "csft_pa"), **common)
+    # the reference is the aligned model: CSFTTrainer freezes a copy (or disables the LoRA adapter).
+    # CSFTTrainer takes a model instance (is_peft_model fails on a path), loaded on the CPU in the
+    # run's dtype; the Trainer moves it to this process's device.
+    policy, _ = load_model(aligned_path, "cpu", model_dtype(cfg))
+    trainer = CSFTTrainer(model=policy.train(), args=args, train_dataset=data, processing_class=tok,
+                          peft_config=peft_cfg, callbacks=callbacks)
+    del policy
+    return trainer
+
+
+DOWNSTREAM_TRAINERS: dict[str, Callable[..., Any]] = {
+    "sft": _sft_trainer, "csft": _csft_trainer, "csft_pa": _csft_trainer, "rlvr": _rlvr_trainer,
+}
+"""downstream kind → ``build(cfg, d, kind, rows, tok, common, peft_cfg, callbacks, aligned_path, dist) -> trainer``
+(``d``: the dataset's downstream settings, ``common``: :func:`trainer_args`); a new kind is one entry here
+plus its name in llm.config.DOWNSTREAM_KINDS."""
+
+
 def stage_downstream(cfg: RunConfig, world, kind: str, dataset: str, seed: int, aligned_path: str,
                      stage_dir: Path, save_every: Optional[int], tracker_factory: Optional[Callable[[Any], Any]],
                      dist) -> str:
     """Fine-tune an aligned model downstream (SFT / CSFT / CSFT+PA / RLVR) with the tracking callback
-    (``tracker_factory(tokenizer)``; None or downstream.track_every = 0: no tracking)."""
-    from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
-
+    (``tracker_factory(tokenizer)``; None or downstream.track_every = 0: no tracking). The trainer of each
+    kind is built by :data:`DOWNSTREAM_TRAINERS`."""
+    build = DOWNSTREAM_TRAINERS.get(kind)
+    if build is None:
+        raise ConfigError(f"downstream kind {kind!r} is not one of {', '.join(DOWNSTREAM_TRAINERS)}; "
+                          "set downstream.kinds to those")
     d = downstream_for(cfg, dataset)
     key = f"downstream.datasets.{cfg.downstream.datasets.index(dataset)}"
     need = ("prompt",) if kind == "rlvr" else ("prompt", "completion")
@@ -387,34 +443,7 @@ def stage_downstream(cfg: RunConfig, world, kind: str, dataset: str, seed: int, 
                           grad_ckpt=d.gradient_checkpointing, save_every=save_every)
     peft_cfg = _lora(d.lora_r, d.lora_alpha, d.lora_target_modules, d.lora_dropout)
     callbacks = [tracker_factory(tok)] if tracker_factory is not None and d.track_every > 0 else []
-    if kind == "rlvr":
-        a = cfg.align
-        g = d.num_generations or a.num_generations
-        args = GRPOConfig(loss_type="grpo", scale_rewards="none",
-                          per_device_train_batch_size=g * max(1, d.batch_size // g), num_generations=g,
-                          max_completion_length=d.max_completion_length or a.max_completion_length,
-                          beta=d.beta, **_vllm_args(cfg), **common)
-        trainer = GRPOTrainer(model=aligned_path, reward_funcs=reward_functions(cfg, d.reward_funcs, "math", dist),
-                              args=args, train_dataset=_to_dataset(rows, ("prompt", "kind", "topic", "answer")),
-                              processing_class=tok, peft_config=peft_cfg, callbacks=callbacks)
-    else:
-        data = _to_dataset(rows, ("prompt", "completion"))
-        if kind == "sft":
-            args = SFTConfig(per_device_train_batch_size=d.batch_size, max_length=d.max_length, **common)
-            trainer = SFTTrainer(model=aligned_path, args=args, train_dataset=data, processing_class=tok,
-                                 peft_config=peft_cfg, callbacks=callbacks)
-        else:
-            from llm.csft import CSFTConfig, CSFTTrainer
-
-            args = CSFTConfig(per_device_train_batch_size=d.batch_size, max_length=d.max_length,
-                              pa=(kind == "csft_pa"), **common)
-            # the reference is the aligned model: CSFTTrainer freezes a copy (or disables the LoRA adapter).
-            # CSFTTrainer takes a model instance (is_peft_model fails on a path), loaded on the CPU in the
-            # run's dtype; the Trainer moves it to this process's device.
-            policy, _ = load_model(aligned_path, "cpu", model_dtype(cfg))
-            trainer = CSFTTrainer(model=policy.train(), args=args, train_dataset=data, processing_class=tok,
-                                  peft_config=peft_cfg, callbacks=callbacks)
-            del policy
+    trainer = build(cfg, d, kind, rows, tok, common, peft_cfg, callbacks, aligned_path, dist)
     resume = _resume_point(stage_dir / "ckpt")
     # the tracker's reference: the trainer's own frozen one, else the aligned model from disk (not a deep copy
     # of a possibly partitioned policy; right on resume too); with LoRA the adapter-disabled base
