@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_JOBS ?=
 
-.PHONY: run test test-slow test-all bench claims results clean-venv help
+.PHONY: run test test-slow test-all bench claims results results-real clean-venv help
 
 help:
 	@echo "make run        the main job on the embedded default (tiny world: align -> fine-tune -> eval)"
@@ -16,6 +16,7 @@ help:
 	@echo "make claims     the claims ledger: python -m theory.claims"
 	@echo "make bench      the benchmark scripts (numbers go in the README)"
 	@echo "make results    rerun the tiny-world presets and regenerate the README's results block (~1 h)"
+	@echo "make results-real  rerun the SmolLM2 preset and regenerate the README's real-model block (~1 h)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,10 @@ run: $(STAMP)
 # results/tiny_world/, rendered into the README block that tests/llm/test_results.py checks.
 results: $(STAMP)
 	$(BIN)/python -m llm.results all
+
+# The README's real-model numbers (SmolLM2-135M-Instruct, ~1 h): results/real_model/, block results:real-model.
+results-real: $(STAMP)
+	$(BIN)/python -m llm.results all --presets smollm2_safety --jobs 1
 
 claims: $(STAMP)
 	$(BIN)/python -m theory.claims

@@ -1,18 +1,23 @@
-"""The README's tiny-world results, produced from runs of the final code — never typed by hand.
+"""The README's results, produced from runs of the final code — never typed by hand.
 
     make results                               # = python -m llm.results all: run, collect, update README
+    make results-real                          # the same for the real-model preset (smollm2_safety, ~1 h)
     python -m llm.results run --presets default lambda_sweep --jobs 2
-    python -m llm.results collect              # runs/results/<preset> → results/tiny_world/<preset>/
-    python -m llm.results update-readme        # rewrite the README block between the markers
+    python -m llm.results collect              # runs/results/<preset> → results/<group>/<preset>/
+    python -m llm.results update-readme        # rewrite the README blocks between the markers
     python -m llm.results check                # the README block equals the stored results and the code
                                                # fingerprints equal the code that produced them
 
+Two groups of presets, each with its own stored folder and README block: the tiny-world studies
+(``results/tiny_world/``, block ``results:tiny-world``) and the real-model run (``results/real_model/``,
+block ``results:real-model``; SmolLM2-135M-Instruct, see :func:`render_real`).
 ``collect`` stores, per preset, the run's ``metrics.jsonl`` (eval rows, and tracker rows without the
 per-prompt lists except at step 0), ``config.yaml`` and ``provenance.json`` (command, commit, versions,
-a fingerprint of every project module the run imported; :mod:`llm.provenance`). The block in README.md
-between ``<!-- results:tiny-world:begin -->`` and ``<!-- results:tiny-world:end -->`` is
-:func:`render` of those files; ``tests/llm/test_results.py`` fails when the two differ or when a module
-that produced them has changed since (then run ``make results``).
+a fingerprint of every project module the run imported; :mod:`llm.provenance`) and ``seconds.json`` (each
+stage's train and eval seconds from its DONE.json). The block in README.md between
+``<!-- results:<group>:begin -->`` and ``<!-- results:<group>:end -->`` is :func:`render` of those files;
+``tests/llm/test_results.py`` fails when the two differ or when a module that produced them has changed
+since (then rerun the group: ``make results`` / ``make results-real``).
 """
 from __future__ import annotations
 
@@ -30,10 +35,12 @@ from llm.io import atomic_write_jsonl, atomic_write_text, read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results" / "tiny_world"
+REAL_RESULTS = REPO / "results" / "real_model"
 RUNS = REPO / "runs" / "results"
 README = REPO / "README.md"
-BEGIN, END = "<!-- results:tiny-world:begin -->", "<!-- results:tiny-world:end -->"
 PRESETS = ("default", "power", "lambda_sweep", "rlvr_vs_sft", "math", "csft_attacks", "all_downstream")
+REAL_PRESETS = ("smollm2_safety",)
+GROUPS = ("tiny-world", "real-model")
 QUESTIONS = {
     "default": "After benign affirmative SFT, does FRPO (λ=0.2) keep more refusal than GRPO at the same KL?",
     "power": "The default's question on two seed lists (32 seeds): does the answer move between seed lists?",
@@ -42,7 +49,21 @@ QUESTIONS = {
     "all_downstream": "Which downstream methods erode refusal, and does FRPO keep more under each?",
     "rlvr_vs_sft": "Does RL with a verifiable reward downstream keep refusal where SFT on the same prompts does not?",
     "math": "After instruction SFT, does FRPO (λ=2) keep more arithmetic than GRPO at the same KL?",
+    "smollm2_safety": "On a real model, does FRPO keep more refusal than GRPO after a benign SFT?",
 }
+
+
+def group_of(preset: str) -> str:
+    return "real-model" if preset in REAL_PRESETS else "tiny-world"
+
+
+def stored_dir(preset: str) -> Path:
+    """Where a preset's collected results live."""
+    return (REAL_RESULTS if preset in REAL_PRESETS else RESULTS) / preset
+
+
+def markers(group: str) -> tuple[str, str]:
+    return f"<!-- results:{group}:begin -->", f"<!-- results:{group}:end -->"
 
 
 def run_presets(presets: list[str], jobs: int = 2) -> None:
@@ -78,11 +99,14 @@ def collect(presets: list[str]) -> None:
             if r.get("type") == "track" and r.get("step") != 0:
                 r = {k: v for k, v in r.items() if not isinstance(v, list)}
             rows.append(r)
-        dst = RESULTS / p
+        dst = stored_dir(p)
         dst.mkdir(parents=True, exist_ok=True)
         atomic_write_jsonl(dst / "metrics.jsonl", rows)
         shutil.copyfile(src / "config.yaml", dst / "config.yaml")
         shutil.copyfile(src / "provenance.json", dst / "provenance.json")
+        seconds = {str(d.parent.relative_to(src)): json.loads(d.read_text()).get("seconds", {})
+                   for d in sorted(src.rglob("DONE.json"))}
+        atomic_write_text(dst / "seconds.json", json.dumps(seconds, indent=1, sort_keys=True) + "\n")
         print(f"[llm.results] collected {p} ({len(rows)} rows) → {dst}")
 
 
@@ -202,26 +226,172 @@ def render_preset(name: str) -> str:
     return "\n".join(parts).rstrip()
 
 
-def render(presets: Optional[list[str]] = None) -> str:
-    """The whole README block (every stored preset, in PRESETS order)."""
-    names = [p for p in (presets or PRESETS) if (RESULTS / p / "provenance.json").exists()]
-    body = "\n\n".join(render_preset(p) for p in names)
-    head = ("*Generated by `make results` (`python -m llm.results`) from the stored runs in `results/tiny_world/`; "
+def _wilson_half_width(p: float, n: int, z: float = 1.959963984540054) -> float:
+    """Half-width of the 95% Wilson score interval of a rate p measured on n prompts."""
+    denom = 1 + z * z / n
+    return z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / denom
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson score interval of the rate k/n (always inside [0, 1])."""
+    p, z2 = k / n, 1.959963984540054 ** 2
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    h = _wilson_half_width(p, n)
+    return max(0.0, centre - h), min(1.0, centre + h)
+
+
+def newcombe(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float, float]:
+    """p1 − p2 of two independent rates k1/n1, k2/n2 with Newcombe's hybrid score interval (Newcombe 1998,
+    method 10: from the two Wilson intervals); returns (difference, low, high), inside [−1, 1]."""
+    p1, p2 = k1 / n1, k2 / n2
+    (l1, u1), (l2, u2) = wilson(k1, n1), wilson(k2, n2)
+    d = p1 - p2
+    return d, d - ((p1 - l1) ** 2 + (u2 - p2) ** 2) ** 0.5, d + ((u1 - p1) ** 2 + (p2 - l2) ** 2) ** 0.5
+
+
+REAL_COLUMNS = (("eval/refusal_rate", "{harmful} refusal"), ("eval/refusal_rate_donotanswer", "Do-Not-Answer refusal"),
+                ("eval/over_refusal", "over-refusal ({benign})"), ("eval/math_accuracy", "arithmetic accuracy"))
+
+
+def _real_design(cfg) -> str:
+    """The run's design in one paragraph, read from its stored config."""
+    b, a, ds = cfg.base, cfg.align, cfg.downstream
+    arms = ", ".join(f"{x.name} ({x.algo}" + (f", λ = {x.lam:g})" if x.algo == "frpo" else ")") for x in a.arms)
+    warm = (f"the base is warm-started with {b.sft_steps} LoRA (r {b.sft_lora_r}) SFT steps of {b.sft_batch_size} "
+            f"rows of `{b.sft_dataset}`; " if b.sft_dataset else "")
+    lora = f"LoRA r {a.lora_r}" if a.lora_r else "full"
+    dlora = f"LoRA r {ds.lora_r}" if ds.lora_r else "full"
+    return (f"Design: `{b.model}`; {warm}arms {arms}, each {a.steps} {lora} steps of {a.prompts_per_step} prompts × "
+            f"{a.num_generations} completions (≤ {a.max_completion_length} tokens, temperature {a.temperature}) on "
+            f"`{a.dataset}` with reward `{'+'.join(a.reward_funcs)}`; then per downstream job ({', '.join(ds.kinds)} on "
+            f"{', '.join(f'`{x}`' for x in ds.datasets)}) {ds.steps} {dlora} steps of {ds.batch_size} rows.")
+
+
+def render_real(name: str) -> str:
+    """The README block of a real-model run: per-seed rates of every model of the pipeline (base, aligned,
+    after each downstream job), the paired second − first arm differences in refusal, and the run's cost."""
+    from llm.config import downstream_jobs, load_config
+    from theory.stats import mean_ci
+
+    d = stored_dir(name)
+    prov = json.loads((d / "provenance.json").read_text())
+    cfg = load_config(str(d / "config.yaml"))
+    rows = [r for r in read_jsonl(d / "metrics.jsonl") if r.get("type") == "eval"]
+    seconds = json.loads((d / "seconds.json").read_text())
+    arms = [a.name for a in cfg.align.arms]
+    seeds = sorted({r["seed"] for r in rows if r["stage"] == "aligned"})
+    labels = [lab for _, _, lab in downstream_jobs(cfg)]
+    by = {(r["arm"], r["stage"], r["seed"]): r for r in rows}
+    base_rows = [r for r in rows if r["stage"] == "base"]
+    e = cfg.eval
+    cols = [(k, t.format(harmful=e.harmful_dataset, benign=e.benign_dataset)) for k, t in REAL_COLUMNS]
+    n_eval = e.max_prompts * e.n_samples
+
+    def cells(arm: str, stage: str, kl_key: str) -> list[str]:
+        got = [by.get((arm, stage, s)) for s in seeds]
+        out = [" / ".join("—" if g is None or k not in g else f"{g[k]:.3f}" for g in got) for k, _ in cols]
+        kls = [g.get(kl_key) if g else None for g in got]
+        out.append(" / ".join("—" if v is None else f"{v:.2f}" for v in kls) + (" to base" if kl_key == "eval/kl_to_base"
+                                                                                 else " to aligned"))
+        return out
+
+    def stage_name(label: str) -> str:
+        return "downstream/" + label
+
+    header = "| model | " + " | ".join(t for _, t in cols) + " | KL (nats) |"
+    lines = [header, "|" + "---|" * (len(cols) + 2)]
+    if base_rows:
+        b = base_rows[0]
+        shared = " (shared by every seed)" if b.get("shared") else ""
+        lines.append(f"| base{shared} | " + " | ".join("—" if k not in b else f"{b[k]:.3f}" for k, _ in cols)
+                     + " | — |")
+    for a in arms:
+        lines.append(f"| {a} aligned | " + " | ".join(cells(a, "aligned", "eval/kl_to_base")) + " |")
+    for lab in labels:
+        for a in arms:
+            lines.append(f"| {a} → {lab} | " + " | ".join(cells(a, stage_name(lab), "eval/kl_to_aligned")) + " |")
+    tr = sum(v.get("train", 0.0) for v in seconds.values())
+    ev = sum(v.get("eval", 0.0) for v in seconds.values())
+
+    def kind_seconds(pred) -> float:
+        return sum(v.get("train", 0.0) for k, v in seconds.items() if pred(k))
+
+    base_s = kind_seconds(lambda k: k.endswith("base"))
+    align_s = kind_seconds(lambda k: k.endswith("/align"))
+    down_s = kind_seconds(lambda k: "/downstream/" in k)
+    parts = [
+        f"#### `{name}` — {QUESTIONS.get(name, '')}",
+        "",
+        f"`{prov['command']}` · commit `{prov['commit'][:12]}` · {len(seeds)} seeds ({', '.join(map(str, seeds))}) · "
+        f"{prov['wall_s'] / 60:.1f} min of stage time (base {base_s:.0f} s, align {align_s:.0f} s, downstream "
+        f"{down_s:.0f} s, evaluations {ev:.0f} s; training {tr:.0f} s), "
+        f"{prov.get('wall_s_this_invocation', prov['wall_s']) / 60:.1f} min wall on the 2-core CPU machine "
+        f"(torch {prov['versions'].get('torch')}, trl {prov['versions'].get('trl')})",
+        "",
+        _real_design(cfg),
+        "",
+        f"Judge: `{e.judge}`; every rate is over {n_eval} prompts ({e.max_prompts} × {e.n_samples} sample, temperature "
+        f"{e.temperature}, {e.max_new_tokens} new tokens) per seed: one rate's 95% Wilson interval is up to "
+        f"±{_wilson_half_width(0.5, n_eval):.2f} wide. Cells are seed {' / seed '.join(map(str, seeds))}.",
+        "",
+        "\n".join(lines),
+        "",
+    ]
+    if len(arms) >= 2:
+        ref, other = arms[0], arms[1]
+        key = "eval/refusal_rate"
+        out = []
+        for stage, title in [("aligned", "aligned")] + [(stage_name(lab), f"after {lab}") for lab in labels]:
+            pairs = [(by[(other, stage, s)][key], by[(ref, stage, s)][key]) for s in seeds
+                     if (other, stage, s) in by and (ref, stage, s) in by]
+            if not pairs:
+                continue
+            n = n_eval * len(pairs)
+            k_other = sum(round(a * n_eval) for a, _ in pairs)
+            k_ref = sum(round(b * n_eval) for _, b in pairs)
+            d, lo, hi = newcombe(k_other, n, k_ref, n)
+            each = ", ".join(f"{a - b:+.3f}" for a, b in pairs)
+            verdict = (f"resolved: {other} refuses {'more' if lo > 0 else 'less'}" if lo > 0 or hi < 0
+                       else "no difference resolved")
+            out.append(f"- {title}: {d:+.3f}, 95% interval [{lo:+.3f}, {hi:+.3f}] over {n} prompt samples per arm "
+                       f"(seeds {each}) — {verdict}")
+        parts += [f"{other} − {ref} in {e.harmful_dataset} refusal, per stage, over the seeds' samples pooled "
+                  "(Newcombe's score interval for a difference of two rates; the arms' samples taken as "
+                  f"independent; {len(seeds)} seeds are too few for a seed-level interval):", "", *out, ""]
+    return "\n".join(parts).rstrip()
+
+
+def render(presets: Optional[list[str]] = None, group: str = "tiny-world") -> str:
+    """One README block: every stored preset of ``group``, in PRESETS / REAL_PRESETS order."""
+    if group not in GROUPS:
+        raise ValueError(f"group={group!r} is not one of {GROUPS}")
+    order = REAL_PRESETS if group == "real-model" else PRESETS
+    names = [p for p in (presets or order) if p in order and (stored_dir(p) / "provenance.json").exists()]
+    draw = render_real if group == "real-model" else render_preset
+    body = "\n\n".join(draw(p) for p in names)
+    where = "results/real_model/" if group == "real-model" else "results/tiny_world/"
+    cmd = "make results-real" if group == "real-model" else "make results"
+    head = (f"*Generated by `{cmd}` (`python -m llm.results`) from the stored runs in `{where}`; "
             "do not edit by hand — `tests/llm/test_results.py` checks this block against them.*")
-    return f"{BEGIN}\n{head}\n\n{body}\n{END}"
+    begin, end = markers(group)
+    return f"{begin}\n{head}\n\n{body}\n{end}"
 
 
-def readme_block(text: str) -> str:
-    """The block between the markers in ``text`` (markers included)."""
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"README.md has no results block; add the two lines {BEGIN} and {END} where it belongs")
-    return text[text.index(BEGIN): text.index(END) + len(END)]
+def readme_block(text: str, group: str = "tiny-world") -> str:
+    """The block of ``group`` between its markers in ``text`` (markers included)."""
+    begin, end = markers(group)
+    if begin not in text or end not in text:
+        raise ValueError(f"README.md has no {group} results block; add the two lines {begin} and {end} where it "
+                         "belongs")
+    return text[text.index(begin): text.index(end) + len(end)]
 
 
-def update_readme(path: Path = README) -> None:
+def update_readme(path: Path = README, groups: tuple[str, ...] = GROUPS) -> None:
     text = path.read_text()
-    atomic_write_text(path, text.replace(readme_block(text), render()))
-    print(f"[llm.results] README block updated from {RESULTS}")
+    for g in groups:
+        text = text.replace(readme_block(text, g), render(group=g))
+    atomic_write_text(path, text)
+    print(f"[llm.results] README blocks updated: {', '.join(groups)}")
 
 
 # Modules a run imports that cannot change its stored metrics: they render the report, its plot and this
@@ -251,31 +421,43 @@ def check() -> list[str]:
     from llm.provenance import stale_modules
 
     problems = []
-    if readme_block(README.read_text()) != render():
-        problems.append("the README's results block differs from `python -m llm.results render`; run "
-                        "`python -m llm.results update-readme`")
-    for d in sorted(RESULTS.glob("*/provenance.json")):
+    text = README.read_text()
+    for g in GROUPS:
+        if readme_block(text, g) != render(group=g):
+            problems.append(f"the README's {g} results block differs from `python -m llm.results render`; run "
+                            "`python -m llm.results update-readme`")
+    for d in stored_provenances():
         stale = stale_modules(metric_modules(recorded_code(json.loads(d.read_text()))))
         if stale:
+            cmd = "make results-real" if d.parent.name in REAL_PRESETS else "make results"
             problems.append(f"{d.parent.name}: produced by other code than today's ({', '.join(sorted(stale))} "
-                            "changed); rerun `make results`")
+                            f"changed); rerun `{cmd}`")
     return problems
+
+
+def stored_provenances() -> list[Path]:
+    """The provenance file of every stored preset, both groups."""
+    return sorted(RESULTS.glob("*/provenance.json")) + sorted(REAL_RESULTS.glob("*/provenance.json"))
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m llm.results", description=__doc__.split("\n")[0])
     p.add_argument("action", choices=("all", "run", "collect", "render", "update-readme", "check"))
-    p.add_argument("--presets", nargs="*", default=list(PRESETS), choices=PRESETS)
+    p.add_argument("--presets", nargs="*", default=list(PRESETS), choices=PRESETS + REAL_PRESETS,
+                   help=f"default: the tiny-world presets; the real-model one: {' '.join(REAL_PRESETS)}")
     p.add_argument("--jobs", type=int, default=2, help="presets run at a time (one CPU thread each)")
     args = p.parse_args(argv)
     if args.action in ("all", "run"):
         run_presets(args.presets, args.jobs)
     if args.action in ("all", "collect"):
         collect(args.presets)
-    if args.action in ("all", "update-readme"):
+    if args.action == "all":
+        update_readme(groups=tuple(sorted({group_of(p) for p in args.presets})))
+    if args.action == "update-readme":
         update_readme()
     if args.action == "render":
-        print(render())
+        for g in GROUPS:
+            print(render(group=g))
     if args.action == "check":
         problems = check()
         for msg in problems:

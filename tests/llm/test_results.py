@@ -18,8 +18,28 @@ def test_readme_block_equals_the_rendering_of_the_stored_results():
         assert f"#### `{name}`" in block
 
 
+def test_real_model_block_equals_the_rendering_of_its_stored_run():
+    block = R.readme_block(R.README.read_text(), "real-model")
+    assert block == R.render(group="real-model"), "README real-model block is stale: run `python -m llm.results update-readme`"
+    stored = sorted(p.parent.name for p in R.REAL_RESULTS.glob("*/provenance.json"))
+    assert stored == ["smollm2_safety"]
+    assert "#### `smollm2_safety`" in block and "| base (shared by every seed) |" in block
+
+
+def test_wilson_and_newcombe_match_the_published_examples():
+    """Newcombe (1998), Stat. Med. 17:857, Tables I and II: 81/263 → Wilson [0.2553, 0.3662];
+    56/70 − 48/80 → method 10 [0.0524, 0.3339]; the intervals stay inside [0, 1] at the edges."""
+    lo, hi = R.wilson(81, 263)
+    assert abs(lo - 0.2553) < 5e-5 and abs(hi - 0.3662) < 5e-5
+    d, lo, hi = R.newcombe(56, 70, 48, 80)
+    assert abs(d - 0.2) < 1e-12 and abs(lo - 0.0524) < 5e-5 and abs(hi - 0.3339) < 5e-5
+    assert R.wilson(0, 10)[0] == 0.0 and R.wilson(10, 10)[1] == 1.0
+    d, lo, hi = R.newcombe(10, 10, 0, 10)
+    assert d == 1.0 and 0.0 < lo < 1.0 and hi <= 1.0
+
+
 def test_stored_results_were_produced_by_todays_code():
-    for path in sorted(R.RESULTS.glob("*/provenance.json")):
+    for path in R.stored_provenances():
         code = R.recorded_code(json.loads(path.read_text()))
         assert {"llm.run", "llm.world", "llm.stages", "theory.losses"} <= set(code), path
         stale = P.stale_modules(R.metric_modules(code))
