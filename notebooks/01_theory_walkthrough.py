@@ -109,7 +109,7 @@ md_table(["ρ", "dual V(ρ)", "cvxpy primal V(ρ)", "abs. difference", "λ* (dua
            f"{p.lam:.5g}", f"{a:.6f}"] for rho, d, p, a in zip(rhos, dual, primal, approx)])
 print(f"E r = {dual[0].value:.6f}, E_x min r = {rewards.min(axis=1).mean():.6f}, "
       f"argmin budget E_x[-log π(argmin)] = {rho_edge:.4f}; max |dual - primal| = {gap:.1e}")
-assert gap < 1e-5, f"dual and primal disagree by {gap:.2e}"  # cvxpy tolerance (tests/conftest.py TOL)
+assert gap < 1e-5, f"dual and primal disagree by {gap:.2e}"  # cvxpy tolerance (the tests' TOL["cvxpy_value"], tests/tolerances.py)
 
 # %% [markdown]
 # The same check for the other generators of Lemma 3.1 (Eq. 3.2, general f): χ² and total variation,

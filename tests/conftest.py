@@ -1,7 +1,7 @@
 """Shared test configuration: the hypothesis profile (tests/profiles.py) and one thread per test.
 
-The tolerance table lives in ``tests/tolerances.py`` (import ``TOL`` from there); the name is
-re-exported here only so that an old ``from tests.conftest import TOL`` keeps working.
+The tolerance table lives in ``tests/tolerances.py``: tests import ``TOL`` from there (pytest advises against
+importing from conftest.py).
 """
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import tests.profiles  # noqa: F401  (registers and loads the HYPOTHESIS_PROFILE)
-from tests.tolerances import TOL  # noqa: F401  (old import path)
 
 
 # Tiny models on a shared 2-core machine: intra-op threading costs far more than it gains

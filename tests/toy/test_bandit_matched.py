@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import TOL
+from tests.tolerances import TOL
 from toy import bandit
 from toy._common import parse_args
 from toy.calibrate import bisect_log
