@@ -111,7 +111,7 @@ def make_plots(out: Path, results: dict, args: Args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from toy._common import mean_ci_axis as mean_ci
+    from toy._common import mean_ci_axis
 
     exps = list(results)
     fig, axes = plt.subplots(2, len(exps), figsize=(6 * len(exps), 7), squeeze=False)
@@ -121,14 +121,14 @@ def make_plots(out: Path, results: dict, args: Args) -> None:
         x = np.arange(kl.shape[-1])
         ax = axes[0, col]
         for gi, g in enumerate(res["groups"]):
-            m, h, _ = mean_ci(kl[gi], axis=0)
+            m, h, _ = mean_ci_axis(kl[gi], axis=0)
             ax.plot(x, m, label=GROUP_LABELS[g])
             ax.fill_between(x, m - h, m + h, alpha=0.25)
         ax.set(yscale="log", xlabel="epoch", ylabel="held-out KL(π_θ‖π_ref) (nats)",
                title=f"{exp}: {args.seeds} seeds, mean ± 95% CI")
         ax.legend()
         ax = axes[1, col]  # the paired difference: seeds share reference, data and initialisation
-        m, h, _ = mean_ci(kl[1] - kl[0], axis=0)
+        m, h, _ = mean_ci_axis(kl[1] - kl[0], axis=0)
         base, pa = (GROUP_LABELS[g] for g in res["groups"])
         ax.plot(x, m, color="C2")
         ax.fill_between(x, m - h, m + h, alpha=0.25, color="C2")
@@ -145,7 +145,7 @@ def make_plots(out: Path, results: dict, args: Args) -> None:
         res = results[exp]
         for ax, k in zip(row, METRICS):
             for gi, g in enumerate(res["groups"]):
-                m, h, _ = mean_ci(res["curves"][k][gi, :, -1])
+                m, h, _ = mean_ci_axis(res["curves"][k][gi, :, -1])
                 ax.bar(gi, m, yerr=h, capsize=4, color=f"C{gi}")
             ax.set_xticks(range(len(res["groups"])), [GROUP_LABELS[g] for g in res["groups"]], fontsize=8)
             ax.set_title(f"{exp}: {k} {'↑' if HIGHER_IS_BETTER[k] else '↓'}", fontsize=9)
