@@ -10,7 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from llm.config import ACCELERATE_DIR, ConfigError, RunConfig, _check, downstream_for
+from llm.config import ConfigError, RunConfig, _check, downstream_for
+from llm.config_io import ACCELERATE_DIR
 
 
 def _looks_local_model(path: str) -> bool:

@@ -420,7 +420,7 @@ DOWNSTREAM_TRAINERS: dict[str, Callable[..., Any]] = {
 }
 """downstream kind → ``build(cfg, d, kind, rows, tok, common, peft_cfg, callbacks, aligned_path, dist) -> trainer``
 (``d``: the dataset's downstream settings, ``common``: :func:`trainer_args`); a new kind is one entry here
-plus its name in llm.config.DOWNSTREAM_KINDS."""
+plus its name in llm.config_check.DOWNSTREAM_KINDS."""
 
 
 def stage_downstream(cfg: RunConfig, world, kind: str, dataset: str, seed: int, aligned_path: str,

@@ -17,12 +17,13 @@ import torch
 import yaml
 
 from llm import config as C
+from llm import config_io
 from llm.config import ConfigError, load_config
 from llm.preflight import check_specs, load_accelerate_config, spec_items
 from llm.run import main
 
 REPO = Path(__file__).resolve().parents[2]
-RECIPES = sorted(p.stem for p in C.RECIPE_DIR.glob("*.yaml"))
+RECIPES = sorted(p.stem for p in config_io.RECIPE_DIR.glob("*.yaml"))
 FAMILY = {"mistral7b_safety_frpo": "safety", "qwen25_7b_safety_frpo": "safety", "qwen25_math_7b_frpo": "math",
           "llama2_7b_csft_attacks": "csft"}
 # one per family in the default suite: the cheapest of the family
@@ -41,7 +42,7 @@ def test_recipe_set_is_the_papers():
 def test_recipe_parses_and_is_documented(name):
     cfg = load_config(name)
     check_specs(cfg, check_paths=False)  # reward specs name known rewards / judges
-    text = (C.RECIPE_DIR / f"{name}.yaml").read_text()
+    text = (config_io.RECIPE_DIR / f"{name}.yaml").read_text()
     header = text.split("\nrun_name:")[0]
     assert f"accelerate launch --config_file llm/configs/accelerate/{cfg.accelerate_config}.yaml -m llm.run " \
            f"--config {name}" in header
@@ -95,25 +96,25 @@ def test_every_config_key_is_documented():
 @pytest.mark.parametrize("name", ["zero2", "zero3", "fsdp"])
 def test_accelerate_configs_parse(name):
     data = load_accelerate_config(name)  # accelerate's own loader (rejects unknown keys) + our checks
-    raw = yaml.safe_load((C.ACCELERATE_DIR / f"{name}.yaml").read_text())
+    raw = yaml.safe_load((config_io.ACCELERATE_DIR / f"{name}.yaml").read_text())
     assert data == raw and raw["num_processes"] == 8 and raw["mixed_precision"] == "bf16"
     if name.startswith("zero"):
         assert raw["distributed_type"] == "DEEPSPEED" and raw["deepspeed_config"]["zero_stage"] == int(name[-1])
     else:
         assert raw["distributed_type"] == "FSDP"
         assert raw["fsdp_config"]["fsdp_reshard_after_forward"] == "FULL_SHARD"
-    text = (C.ACCELERATE_DIR / f"{name}.yaml").read_text()
+    text = (config_io.ACCELERATE_DIR / f"{name}.yaml").read_text()
     assert f"accelerate launch --config_file llm/configs/accelerate/{name}.yaml -m llm.run" in text
 
 
 def test_accelerate_config_errors(tmp_path):
-    bad = yaml.safe_load((C.ACCELERATE_DIR / "zero3.yaml").read_text())
+    bad = yaml.safe_load((config_io.ACCELERATE_DIR / "zero3.yaml").read_text())
     del bad["deepspeed_config"]["zero3_save_16bit_model"]
     p = tmp_path / "z3.yaml"
     p.write_text(yaml.safe_dump(bad))
     with pytest.raises(ConfigError, match="zero3_save_16bit_model.*true with ZeRO-3"):
         load_accelerate_config(str(p))
-    bad = yaml.safe_load((C.ACCELERATE_DIR / "zero2.yaml").read_text())
+    bad = yaml.safe_load((config_io.ACCELERATE_DIR / "zero2.yaml").read_text())
     bad["bogus"] = 1
     p.write_text(yaml.safe_dump(bad))
     with pytest.raises(ConfigError, match="accelerate rejects"):
