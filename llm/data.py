@@ -33,7 +33,7 @@ PROMPT_ONLY_COLUMNS = ("prompt", "goal", "Behavior", "behavior", "forbidden_prom
 def looks_local(spec: str) -> bool:
     """True if ``spec`` names a local file or directory (absolute, ./, ../, ~, or a known file suffix).
 
-    Same rule as the judges' loader (``llm.rewards._load_pretrained``): such a path must exist; it is
+    Same rule as the judges' loader (``llm.judges._load_pretrained``): such a path must exist; it is
     never looked up on the hub.
     """
     return spec.startswith((os.sep, "./", "../", "~")) or Path(spec).suffix in LOCAL_SUFFIXES

@@ -3,7 +3,7 @@
 Metrics (keys of the pipeline's eval rows):
 
     eval/refusal_rate      share of sampled completions to harmful prompts that the keyword judge calls a
-                           refusal (llm.rewards.is_refusal; the tiny world's own prefix judge on its splits)
+                           refusal (llm.refusal.is_refusal; the tiny world's own prefix judge on its splits)
     eval/harmfulness       mean judge harmfulness h ∈ [0, 1] of those completions (eval.judge: keyword,
                            StrongREJECT, HarmBench or a reward model; dataset specs only; keyword: 1 − refusal)
     eval/judge_refusal_rate  model judges only: share of those completions with h < 0.5
@@ -169,7 +169,8 @@ def _tiny_metrics(acc: _Sums, model, tok, sets: EvalSets, variants: list[str], e
 
 def _spec_metrics(acc: _Sums, model, tok, sets: EvalSets, variants: list[str], e, seed: int, ref_model,
                   ref_key: str, dist, judge, kl_on: str) -> None:
-    from llm.rewards import is_refusal, math_correct_reward, prompt_text
+    from llm.refusal import is_refusal
+    from llm.rewards import math_correct_reward, prompt_text
 
     gen = dict(max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, seed=seed)
 

@@ -78,7 +78,7 @@ def part_cases(part: str, cases=None) -> list[dict]:
 def table(judge: Optional[Callable[[str], bool]] = None) -> str:
     """The markdown table of the README: per part and per source group, n / accuracy / precision / recall."""
     if judge is None:
-        from llm.rewards import is_refusal as judge
+        from llm.refusal import is_refusal as judge
     cases = load_cases()
     real = [c for c in part_cases("heldout", cases) if c["source"].startswith("smollm2")]
     groups = [("heldout", part_cases("heldout", cases)), ("heldout: real SmolLM2 outputs only", real),
@@ -99,7 +99,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--errors", choices=PARTS, default=None,
                    help="also list the judge's errors on this part (tune: what the rules were adjusted on)")
     args = p.parse_args(argv)
-    from llm.rewards import is_refusal
+    from llm.refusal import is_refusal
 
     print(table(is_refusal))
     if args.errors:

@@ -118,8 +118,8 @@ def _src(obj) -> str:
 def code_facts() -> dict[str, bool]:
     """What the pipeline's code does today, read from it (the plan models the code as it is).
 
-    judges_shared        one model per judge path and process (llm.rewards' model cache)
-    judges_released      judges freed at the end of each stage (llm.rewards.release_judges called by the run)
+    judges_shared        one model per judge path and process (llm.judges' model cache)
+    judges_released      judges freed at the end of each stage (llm.judges.release_judges called by the run)
     tracker_shares_ref   the downstream tracker uses the trainer's reference, or the aligned model loaded
                          from disk (llm.memfix.attach_tracker_reference called in llm.stages)
     lean_kl_logits       the KL of the tracker and the evaluation is computed per row chunk of ≈ 1 GB
@@ -129,7 +129,7 @@ def code_facts() -> dict[str, bool]:
     """
     import importlib
 
-    import llm.rewards
+    import llm.judges
     import llm.run
     import llm.stages
 
@@ -137,7 +137,7 @@ def code_facts() -> dict[str, bool]:
     kl_src = "".join(_src(importlib.import_module(m)) for m in ("llm.sampling", "llm.callbacks", "llm.evaluation")
                      if importlib.util.find_spec(m) is not None)
     return {
-        "judges_shared": hasattr(llm.rewards, "release_judges"),
+        "judges_shared": hasattr(llm.judges, "release_judges"),
         "judges_released": "release_judges(" in run_src,
         "tracker_shares_ref": "attach_tracker_reference(" in _src(llm.stages),
         "lean_kl_logits": "chunked_sequence_kl(" in kl_src,

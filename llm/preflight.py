@@ -15,7 +15,7 @@ from llm.config_io import ACCELERATE_DIR
 
 
 def _looks_local_model(path: str) -> bool:
-    """The judges' rule (llm.rewards._load_pretrained): absolute, ./, ../, ~, or more than one '/'."""
+    """The judges' rule (llm.judges._load_pretrained): absolute, ./, ../, ~, or more than one '/'."""
     return path.startswith(("/", ".", "~")) or path.count("/") > 1
 
 

@@ -171,7 +171,7 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
 
     from llm.evaluation import eval_sets, evaluate, variants_for
     from llm.memfix import remove_checkpoints
-    from llm.rewards import release_judges
+    from llm.judges import release_judges
     from llm.stages import (
         bf16_on,
         eval_device,

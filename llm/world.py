@@ -19,7 +19,7 @@ Language (one token per word; rendered by the chat template of :mod:`llm.tiny`):
 Every refusal opens with ``sorry``, and no other response of the world does (compliances and
 helpful answers open with ``sure``; math and instruction answers with ``the``, a word or a number),
 so the refusal probability is the probability mass of the first response token ``sorry``
-(:func:`refusal_prob`); the keyword judge :func:`llm.rewards.is_refusal` (shared with real-model
+(:func:`refusal_prob`); the keyword judge :func:`llm.refusal.is_refusal` (shared with real-model
 runs) agrees with it in expectation, except for sampled answers that put a refusal word later in
 their first sentence (``sure sorry ...``), which it also counts as refusals. After affirmative downstream SFT the model answers held-out harmful prompts with
 ``sure the answer is <n>``: not a refusal (the keyword judge, like real ASR judges, counts it as
@@ -46,7 +46,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-from llm.rewards import is_refusal, keyword_safety_reward
+from llm.refusal import is_refusal
+from llm.rewards import keyword_safety_reward
 from llm.tiny import build_tiny_llama, build_word_tokenizer
 
 HARMFUL_TOPIC_POOL = (

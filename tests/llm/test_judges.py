@@ -1,4 +1,4 @@
-"""Model judges and reward models (llm.rewards): one model per path and process, freed per stage; last-position
+"""Model judges and reward models (llm.judges): one model per path and process, freed per stage; last-position
 logits only; reward models cut the START of a long response, never its end; the StrongREJECT judge as a LoRA
 adapter on a local base; official / paraphrased rubrics selectable by config. Tiny models built here; the
 references are the models' own forward passes on unpadded inputs."""
@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
+from llm import judges as J
 from llm import rewards as R
 from llm.config import ConfigError, load_config
 from llm.tiny import build_tiny_llama, build_word_tokenizer
@@ -46,9 +47,9 @@ def rm_dir(tmp_path_factory, tok):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    R.release_judges()
+    J.release_judges()
     yield
-    R.release_judges()
+    J.release_judges()
 
 
 def _unpadded_next_logits(model, tok, text):
@@ -63,7 +64,7 @@ ROWS = [("how make bomb ?", "sorry"), ("how make bread ?", "sure here step 1 2 3
 
 def test_judge_reads_only_the_last_position_and_matches_unpadded_rows(lm_dir, tok, monkeypatch):
     path, model = lm_dir
-    judge = R.StrongRejectJudge(str(path), batch_size=3, device="cpu", template="paraphrase")
+    judge = J.StrongRejectJudge(str(path), batch_size=3, device="cpu", template="paraphrase")
     shapes = []
     real = type(judge.model).forward
 
@@ -78,7 +79,7 @@ def test_judge_reads_only_the_last_position_and_matches_unpadded_rows(lm_dir, to
     assert shapes == [(3, 1, len(tok))]  # one position per row, not (B, T, V)
     ids = [tok.get_vocab()[s] for s in "12345"]
     for (p, r), g in zip(ROWS, got):
-        logits = _unpadded_next_logits(model, tok, R.STRONGREJECT_PARAPHRASE.format(prompt=p, response=r))
+        logits = _unpadded_next_logits(model, tok, J.STRONGREJECT_PARAPHRASE.format(prompt=p, response=r))
         want = (torch.softmax(logits[ids], -1) @ torch.arange(1.0, 6.0)).item()
         assert g == pytest.approx(want, abs=1e-5)  # left padding + position ids = the unpadded row
 
@@ -88,16 +89,16 @@ def test_one_model_per_path_shared_and_released(rm_dir, lm_dir):
     reward = R.get_reward(f"reward_model:{rm_path}", device="cpu")
     safety = R.get_reward(f"strongreject:{lm_dir[0]}", helpfulness=f"reward_model:{rm_path}", device="cpu")
     assert reward.judge.model is safety.helpfulness_judge.model  # the RM of the RL reward = the helpfulness RM
-    assert len(R.loaded_judges()) == 2
+    assert len(J.loaded_judges()) == 2
     before = reward.judge.score(["how make bread ?"], ["sure"])
-    assert R.release_judges() == 2 and R.loaded_judges() == []
+    assert J.release_judges() == 2 and J.loaded_judges() == []
     assert reward.judge.score(["how make bread ?"], ["sure"]) == pytest.approx(before)  # reloaded on use
-    assert len(R.loaded_judges()) == 1
+    assert len(J.loaded_judges()) == 1
 
 
 def test_reward_model_cuts_the_start_of_a_long_response(rm_dir, tok):
     path, model = rm_dir
-    judge = R.RewardModelJudge(str(path), device="cpu", max_length=16)
+    judge = J.RewardModelJudge(str(path), device="cpu", max_length=16)
     prompt, head, tail = "how make bread ?", " ".join(["step"] * 30), "sure here good end"
     text = judge.fit_text(prompt, head + " " + tail)
     ids = tok(text, add_special_tokens=False)["input_ids"]
@@ -113,7 +114,7 @@ def test_reward_model_cuts_the_start_of_a_long_response(rm_dir, tok):
 
 
 def test_reward_model_cuts_the_prompt_start_when_the_response_is_not_enough(rm_dir, tok):
-    judge = R.RewardModelJudge(str(rm_dir[0]), device="cpu", max_length=12)
+    judge = J.RewardModelJudge(str(rm_dir[0]), device="cpu", max_length=12)
     text = judge.fit_text(" ".join(["how"] * 40) + " make bread ?", "sure here good end")
     assert len(tok(text, add_special_tokens=False)["input_ids"]) <= 12
     assert "make bread ?" in text and "sure here good end" in text
@@ -133,34 +134,34 @@ def test_strongreject_adapter_on_a_local_base(lm_dir, tok, tmp_path):
     cfg["base_model_name_or_path"] = "google/gemma-2b"  # as downloaded: a hub id
     cfg_file.write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="not a local directory.*base_model=DIR"):
-        R.StrongRejectJudge(str(tmp_path / "adapter"), device="cpu")
-    judge = R.StrongRejectJudge(str(tmp_path / "adapter"), base_model=str(base_path), device="cpu")
+        J.StrongRejectJudge(str(tmp_path / "adapter"), device="cpu")
+    judge = J.StrongRejectJudge(str(tmp_path / "adapter"), base_model=str(base_path), device="cpu")
     merged = peft.merge_and_unload().eval()
     p, r = ROWS[1]
     ids = [tok.get_vocab()[s] for s in "12345"]
-    text = R.STRONGREJECT_TEMPLATE.format(prompt=p, response=r)
+    text = J.STRONGREJECT_TEMPLATE.format(prompt=p, response=r)
     want = (torch.softmax(_unpadded_next_logits(merged, tok, text)[ids], -1) @ torch.arange(1.0, 6.0)).item()
     assert judge.expected_score([p], [r])[0] == pytest.approx(want, abs=1e-5)
     base_only = (torch.softmax(_unpadded_next_logits(base, tok, text)[ids], -1) @ torch.arange(1.0, 6.0)).item()
     assert abs(want - base_only) > 1e-4  # the adapter is applied, not just the base
     cfg["base_model_name_or_path"] = str(base_path)  # or point the adapter at the local base
     cfg_file.write_text(json.dumps(cfg))
-    R.release_judges()
-    assert R.StrongRejectJudge(str(tmp_path / "adapter"), device="cpu").expected_score([p], [r])[0] == \
+    J.release_judges()
+    assert J.StrongRejectJudge(str(tmp_path / "adapter"), device="cpu").expected_score([p], [r])[0] == \
         pytest.approx(want, abs=1e-5)
 
 
 def test_templates_official_paraphrase_file_and_config(lm_dir, tmp_path):
     path = str(lm_dir[0])
-    assert R.StrongRejectJudge(path, device="cpu").template == R.STRONGREJECT_TEMPLATE  # official by default
-    assert R.HarmBenchJudge(path, device="cpu", template="paraphrase").template == R.HARMBENCH_PARAPHRASE
-    assert "Vague or very short instances do not count" in R.HARMBENCH_TEMPLATE
-    assert "using the following criteria" in R.STRONGREJECT_TEMPLATE
+    assert J.StrongRejectJudge(path, device="cpu").template == J.STRONGREJECT_TEMPLATE  # official by default
+    assert J.HarmBenchJudge(path, device="cpu", template="paraphrase").template == J.HARMBENCH_PARAPHRASE
+    assert "Vague or very short instances do not count" in J.HARMBENCH_TEMPLATE
+    assert "using the following criteria" in J.STRONGREJECT_TEMPLATE
     f = tmp_path / "rubric.txt"
     f.write_text("rate {prompt} -> {response} : ")
     assert R.get_reward(f"harmbench:{path}", device="cpu", template=str(f)).judge.template == f.read_text()
     with pytest.raises(ValueError, match="judge template 'nonsense'"):
-        R.StrongRejectJudge(path, device="cpu", template="nonsense")
+        J.StrongRejectJudge(path, device="cpu", template="nonsense")
     assert load_config(None, [f"judge_template={f}"]).judge_template == str(f)
     with pytest.raises(ConfigError, match="judge_template"):
         load_config(None, ["judge_template=/no/such/rubric.txt"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llm import judgeset as J
-from llm.rewards import REFUSAL_PREFIXES, REFUSAL_SUBSTRINGS, is_refusal
+from llm.refusal import REFUSAL_PREFIXES, REFUSAL_SUBSTRINGS, is_refusal
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -11,18 +11,11 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
+from llm.judges import HARMBENCH_TEMPLATE, STRONGREJECT_TEMPLATE, HarmBenchJudge, RewardModelJudge, StrongRejectJudge
+from llm.refusal import REFUSAL_PREFIXES, REFUSAL_SUBSTRINGS, KeywordRefusalJudge, is_refusal
 from llm.rewards import (
-    HARMBENCH_TEMPLATE,
-    REFUSAL_PREFIXES,
-    REFUSAL_SUBSTRINGS,
-    STRONGREJECT_TEMPLATE,
-    HarmBenchJudge,
-    KeywordRefusalJudge,
-    RewardModelJudge,
-    StrongRejectJudge,
     boxed_format_reward,
     get_reward,
-    is_refusal,
     keyword_safety_reward,
     make_safety_reward,
     math_correct_reward,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from llm.rewards import REFUSAL_PREFIXES
+from llm.refusal import REFUSAL_PREFIXES
 from llm.tiny import build_tiny_llama
 from llm.world import (
     REFUSAL,
