@@ -17,9 +17,10 @@ _EXPORTS = {
     "SafetyReward": "llm.rewards", "make_safety_reward": "llm.rewards", "RewardModelReward": "llm.rewards",
     "get_reward": "llm.rewards",
     "build_word_tokenizer": "llm.tiny", "build_tiny_llama": "llm.tiny", "tiny_model_and_tokenizer": "llm.tiny",
-    "WorldConfig": "llm.world", "build_world": "llm.world", "pretrain_base": "llm.world", "train_sft": "llm.world",
-    "refusal_prob": "llm.world", "refusal_rate": "llm.world", "over_refusal": "llm.world",
-    "math_accuracy": "llm.world", "sequence_kl": "llm.world",
+    "WorldConfig": "llm.world", "build_world": "llm.world",
+    "pretrain_base": "llm.world_train", "train_sft": "llm.world_train",
+    "refusal_prob": "llm.world_eval", "refusal_rate": "llm.world_eval", "over_refusal": "llm.world_eval",
+    "math_accuracy": "llm.world_eval", "sequence_kl": "llm.world_eval",
     "RunConfig": "llm.config", "load_config": "llm.config",
 }
 

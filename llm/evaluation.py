@@ -142,7 +142,7 @@ class _Sums:
 
 def _tiny_metrics(acc: _Sums, model, tok, sets: EvalSets, variants: list[str], e, seed: int, ref_model,
                   ref_key: str, dist, kl_estimator: str = "rb") -> None:
-    from llm import world as W
+    from llm import world_eval as W
 
     harmful = [r["prompt"] for r in dist.shard(sets.harmful.rows)] if sets.harmful.tiny else []
     if harmful:
@@ -242,7 +242,7 @@ def probe_rows(cfg, sets: EvalSets, n: int) -> list[dict]:
 def greedy_accuracy(model, tok, rows: list[dict], tiny: bool, max_new_tokens: int, batch_size: int) -> float:
     """Greedy math accuracy on ``rows`` on the model's device (tiny world: final number; else math-verify)."""
     from llm.rewards import math_correct_reward
-    from llm.world import final_number
+    from llm.world_eval import final_number
 
     texts, _ = sample_completions(model, tok, [r["prompt"] for r in rows], n=1, max_new_tokens=max_new_tokens,
                                   temperature=0.0, batch_size=batch_size, seed=0)

@@ -103,7 +103,7 @@ def _tracker_factory(cfg: RunConfig, sets, dataset: str, seed: int, jsonl: Path,
     def task_metric(model, tok):
         out: dict = {}
         if refusal_rows:
-            from llm.world import first_token_probs
+            from llm.world_eval import first_token_probs
 
             sorry = tok.convert_tokens_to_ids("sorry")
             per = first_token_probs(model, tok, [r["prompt"] for r in refusal_rows])[:, sorry].tolist()
@@ -111,7 +111,7 @@ def _tracker_factory(cfg: RunConfig, sets, dataset: str, seed: int, jsonl: Path,
         if not math_rows:
             return out
         if sets.math.tiny and next(model.parameters()).device.type == "cpu":
-            from llm.world import math_accuracy
+            from llm.world_eval import math_accuracy
 
             out["math_accuracy"] = math_accuracy(model, tok, math_rows)
             return out

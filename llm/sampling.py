@@ -1,7 +1,7 @@
 """One sampler and one sequence log-probability for every model call of the toolkit.
 
 The tracking callback (:mod:`llm.callbacks`), the evaluation (:mod:`llm.evaluation`) and the tiny
-world's evaluators (:mod:`llm.world`) all draw completions and measure KL(π‖π_ref) here:
+world's evaluators (:mod:`llm.world_eval`) all draw completions and measure KL(π‖π_ref) here:
 
     texts, KL̂ = sample(model, tok, prompts, n=K, reference=ref)     # y ~ π(·|x), K per prompt
 

@@ -222,9 +222,9 @@ def reward_functions(cfg: RunConfig, specs: list[str], family: str, dist,
     else "keyword_safety" (safety) / "math" (math). ``helpfulness``: see :func:`get_reward_cached`."""
     if not specs:
         if cfg.base.model == "tiny-world":
-            from llm import world as W
+            from llm import world_eval as W
 
-            return [W.safety_reward] if family == "safety" else [W.math_reward]
+            return [W.safety_reward] if family == "safety" else [W.final_number_reward]
         specs = ["keyword_safety"] if family == "safety" else ["math"]
     return [get_reward_cached(s, cfg, dist, helpfulness) for s in specs]
 
@@ -310,7 +310,7 @@ def stage_base(cfg: RunConfig, world, seed: int, out: Path, dist) -> str:
 
         return safety_warmstart(cfg, path, seed, out, dist)
     if dist.is_main:
-        from llm.world import pretrain_base
+        from llm.world_train import pretrain_base
 
         torch.manual_seed(seed)
         b = cfg.base

@@ -142,7 +142,7 @@ def tiny_model_and_tokenizer(
     """Return ``(model, tokenizer)``: a random tiny Llama over ``words`` (default :data:`DEFAULT_WORDS`).
 
     For tests that need real HF objects but no trained behaviour; for a trained policy see
-    ``llm.world.pretrain_base``.
+    ``llm.world_train.pretrain_base``.
     """
     tokenizer = build_word_tokenizer(list(DEFAULT_WORDS) if words is None else words)
     return build_tiny_llama(tokenizer, seed=seed), tokenizer

@@ -1,4 +1,5 @@
-"""Tests of llm.world: the tiny world's datasets, base pretraining, evaluators and reward functions."""
+"""Tests of llm.world, llm.world_train and llm.world_eval: the tiny world's datasets, base pretraining,
+evaluators and reward functions."""
 from __future__ import annotations
 
 import copy
@@ -7,29 +8,22 @@ import math
 import pytest
 import torch
 
-from llm.refusal import REFUSAL_PREFIXES
+from llm.refusal import REFUSAL_PREFIXES, is_refusal
 from llm.tiny import build_tiny_llama
-from llm.world import (
-    REFUSAL,
-    World,
-    WorldConfig,
-    build_world,
-    completion_nll,
-    encode_completions,
+from llm.world import REFUSAL, World, WorldConfig, build_world
+from llm.world_eval import (
     final_number,
+    final_number_reward,
     first_token_probs,
     generate,
-    is_refusal,
     math_accuracy,
-    math_reward,
     over_refusal,
-    pretrain_base,
     refusal_prob,
     refusal_rate,
     safety_reward,
     sequence_kl,
-    train_sft,
 )
+from llm.world_train import completion_nll, encode_completions, pretrain_base, train_sft
 from tests.tolerances import TOL
 
 SHORT_STEPS = 150  # enough to lower the loss far below its initial value (≈ log V ≈ 4.5)
@@ -178,15 +172,15 @@ def test_safety_reward_hand_written():
         safety_reward(prompts, completions)
 
 
-def test_math_reward_hand_written():
+def test_final_number_reward_hand_written():
     completions = ["sure the answer is 7", "the answer is 8", "7 is not it , 9", "no number", "sorry no"]
     kinds = ["math", "math", "math", "math", "harmful"]
     answers = ["7", "7", "9", "3", None]
     want = [1.0, 0.0, 1.0, 0.0, None]
-    assert math_reward(None, completions, kind=kinds, answer=answers) == want
-    assert math_reward(None, [_conv(c) for c in completions], kind=kinds, answer=answers) == want
+    assert final_number_reward(None, completions, kind=kinds, answer=answers) == want
+    assert final_number_reward(None, [_conv(c) for c in completions], kind=kinds, answer=answers) == want
     with pytest.raises(ValueError, match="answer"):
-        math_reward(None, completions, kind=kinds)
+        final_number_reward(None, completions, kind=kinds)
 
 
 def test_is_refusal_and_final_number():
