@@ -237,7 +237,7 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     p, z2 = k / n, 1.959963984540054 ** 2
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     h = _wilson_half_width(p, n)
-    return max(0.0, centre - h), min(1.0, centre + h)
+    return (0.0 if k == 0 else max(0.0, centre - h)), (1.0 if k == n else min(1.0, centre + h))  # exact at the edges
 
 
 def newcombe(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float, float]:
