@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -71,6 +70,12 @@ def needs_world(cfg: RunConfig) -> bool:
     return cfg.base.model == "tiny-world" or any(s.startswith("tiny-world:") for s in specs)
 
 
+def shared_base_seed(cfg: RunConfig) -> Optional[int]:
+    """base.seed when one base serves every seed (the tiny world's pretrained model or a real model's warm
+    start; its stage directory is ``<run>/base``), else None (a base per seed, ``<run>/seed<k>/base``)."""
+    return cfg.base.seed if (cfg.base.model == "tiny-world" or cfg.base.sft_dataset) else None
+
+
 def _tracker_factory(cfg: RunConfig, sets, dataset: str, seed: int, jsonl: Path, dist):
     """``make(tokenizer) -> DownstreamTracker`` on the family's probe set, or None when there is none.
 
@@ -103,7 +108,7 @@ def _tracker_factory(cfg: RunConfig, sets, dataset: str, seed: int, jsonl: Path,
     def task_metric(model, tok):
         out: dict = {}
         if refusal_rows:
-            from llm.world_eval import first_token_probs
+            from llm.world import first_token_probs
 
             sorry = tok.convert_tokens_to_ids("sorry")
             per = first_token_probs(model, tok, [r["prompt"] for r in refusal_rows])[:, sorry].tolist()
@@ -111,7 +116,7 @@ def _tracker_factory(cfg: RunConfig, sets, dataset: str, seed: int, jsonl: Path,
         if not math_rows:
             return out
         if sets.math.tiny and next(model.parameters()).device.type == "cpu":
-            from llm.world_eval import math_accuracy
+            from llm.world import math_accuracy
 
             out["math_accuracy"] = math_accuracy(model, tok, math_rows)
             return out
@@ -171,7 +176,7 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
 
     from llm.evaluation import eval_sets, evaluate, variants_for
     from llm.memfix import remove_checkpoints
-    from llm.judges import release_judges
+    from llm.rewards import release_judges
     from llm.stages import (
         bf16_on,
         eval_device,
@@ -203,10 +208,12 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
     differs = dist.broadcast(cfg_file.exists() and cfg_file.read_text() != resolved)  # the main process decides
     if differs and not overwrite:
         raise ConfigError(f"{run_dir} holds a run with a different config; resume it with the same config, "
-                          "choose another run_name=..., or pass --overwrite to start it again")
+                          "choose another run_name=..., or pass --overwrite to redo the stages whose config changed")
     if dist.is_main:
-        if differs:
-            shutil.rmtree(run_dir)
+        if differs:  # only the stages whose config changed are removed (llm.overwrite)
+            from llm.overwrite import limited_overwrite
+
+            limited_overwrite(run_dir, cfg, log)
         atomic_write_text(cfg_file, resolved)
     dist.barrier()
 
@@ -279,8 +286,7 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
             timings[kind] = timings.get(kind, 0.0) + spent.get("train", 0.0)
             timings["eval"] = timings.get("eval", 0.0) + spent.get("eval", 0.0)
 
-    # one base for every seed (base.seed): the tiny world's pretrained model or a real model's warm start
-    shared = cfg.base.seed if (tiny_base or cfg.base.sft_dataset) else None
+    shared = shared_base_seed(cfg)
     if shared is not None:
         base = Stage(run_dir / "base", "base")
         torch.manual_seed(shared)
@@ -380,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(1 seed, 1 step per stage; models, datasets and judges substituted, every other key kept); "
                         "prints the substitutions")
     p.add_argument("--overwrite", action="store_true",
-                   help="discard an existing run directory whose config differs, instead of refusing")
+                   help="when the run directory holds another config: remove the stages whose config changed "
+                        "(and those the new config lacks), keep the others, instead of refusing")
     p.add_argument("--save-every", type=int, default=None,
                    help="checkpoint period (steps) of trainer stages; default: a quarter of the stage")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
