@@ -108,7 +108,7 @@ def _tracker_factory(cfg: RunConfig, sets, dataset: str, seed: int, jsonl: Path,
     def task_metric(model, tok):
         out: dict = {}
         if refusal_rows:
-            from llm.world import first_token_probs
+            from llm.world_eval import first_token_probs
 
             sorry = tok.convert_tokens_to_ids("sorry")
             per = first_token_probs(model, tok, [r["prompt"] for r in refusal_rows])[:, sorry].tolist()
@@ -116,7 +116,7 @@ def _tracker_factory(cfg: RunConfig, sets, dataset: str, seed: int, jsonl: Path,
         if not math_rows:
             return out
         if sets.math.tiny and next(model.parameters()).device.type == "cpu":
-            from llm.world import math_accuracy
+            from llm.world_eval import math_accuracy
 
             out["math_accuracy"] = math_accuracy(model, tok, math_rows)
             return out
@@ -176,7 +176,7 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
 
     from llm.evaluation import eval_sets, evaluate, variants_for
     from llm.memfix import remove_checkpoints
-    from llm.rewards import release_judges
+    from llm.judges import release_judges
     from llm.stages import (
         bf16_on,
         eval_device,
