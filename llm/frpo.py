@@ -21,6 +21,10 @@ Laptop CPU run (tiny model, see ``docs/snippets/frpo_tiny.py``)::
 Multi-GPU run (your script builds ``FRPOConfig``/``FRPOTrainer`` like the snippet)::
 
     accelerate launch --num_processes 8 your_frpo_script.py
+
+Length (~430 lines, past the ~400 guide): the config's checks of TRL's fields against FRPO's (one
+ValueError each, with the tables of required and ratio-mode-unsupported settings) and the trainer's
+two modes (the advantage hook and the ratio-mode loss) adapt one TRL pair and stay together.
 """
 from __future__ import annotations
 
