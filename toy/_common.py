@@ -98,7 +98,8 @@ def parse_args(cls: type, argv: Optional[Sequence[str]], *, presets: Mapping[str
     Every field becomes ``--field-name`` (bools: ``--x/--no-x``; tuples: comma-separated lists) with
     the field's docstring as help. ``cls(**values)`` is expected to raise ``ValueError`` for a bad
     value; that and every parse error end the program with one line on stderr and exit code 2.
-    Returns ``(args, preset_name)``.
+    Returns ``(args, preset_name)``. Hand-written rather than tyro: tyro's errors are multi-line boxes
+    (docs/architecture.md, "Hand-written parts and why").
     """
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
