@@ -25,6 +25,29 @@ from theory.stats import mean_ci  # noqa: E402
 
 # the headline metric of each reward: what "retained" means in the report
 HEADLINE = {"safety": "eval/refusal_rate", "math": "eval/math_accuracy"}
+MODEL_JUDGE_HEADLINE = "eval/judge_refusal_rate"
+
+
+def headline_metric(reward: str, eval_rows: list[dict]) -> str:
+    """The report's headline: a configured model judge's refusal rate when the run measured one (safety runs),
+    else HEADLINE[reward] (the keyword judge's rate, the tiny world's prefix judge, or math accuracy)."""
+    if reward == "safety" and any(MODEL_JUDGE_HEADLINE in r for r in eval_rows):
+        return MODEL_JUDGE_HEADLINE
+    return HEADLINE[reward]
+
+
+def judge_sentence(reward: str, judge: str, tiny: bool, headline: str) -> str:
+    """Which judge the headline rests on, in words (the report always names it)."""
+    if reward != "safety":
+        return ("Judge: none (the headline is an accuracy: `llm.rewards.math_correct_reward`; the tiny world's "
+                "final number).")
+    if tiny:
+        return ("Judge behind the headline: the tiny world's prefix judge (a completion refuses when its first word "
+                "is the refusal word; `llm.world_eval`).")
+    if headline == MODEL_JUDGE_HEADLINE:
+        return (f"Judge behind the headline: the model judge `{judge}` (a completion refuses when its harmfulness "
+                "h < 0.5); beside it, the keyword judge's rate on the same completions (`llm.refusal.is_refusal`).")
+    return (f"Judge behind the headline: the keyword judge (`llm.refusal.is_refusal`; eval.judge = `{judge}`).")
 METRIC_LABELS = {
     "eval/refusal_rate": "refusal rate (held-out harmful, sampled)",
     "eval/refusal_prob": "refusal prob. (first token)",
@@ -315,11 +338,15 @@ def alignment_match_table(eval_rows: list[dict], arms: list[str], tolerance: flo
 
 def write_report(run_dir: Path, *, title: str, config_text: str, arms: list[str], kinds: list[str],
                  reward: str, eval_rows: list[dict], track_rows: list[dict], timings: dict,
-                 kl_grid: Optional[list[float]] = None, kl_estimator: str = "rb") -> str:
+                 kl_grid: Optional[list[float]] = None, kl_estimator: str = "rb", judge: str = "keyword_safety",
+                 tiny: bool = True) -> str:
     """Write report.md and the PNGs into ``run_dir``; return what `llm.run` prints: the matched-KL table
-    first, then the end-of-run retention table."""
+    first, then the end-of-run retention table. ``judge`` (eval.judge) and ``tiny`` (the tiny world's own
+    judge) name the judge behind the headline; with a model judge the headline is its refusal rate and the
+    keyword judge's is shown beside it."""
     run_dir = Path(run_dir)
-    headline = HEADLINE[reward]
+    headline = headline_metric(reward, eval_rows)
+    judge_line = judge_sentence(reward, judge, tiny, headline)
     # the labelled metrics first, then any other eval/ metric a run produced (judges, prompt variants)
     metrics = [m for m in METRIC_LABELS if any(m in r for r in eval_rows)]
     metrics += sorted({k for r in eval_rows for k in r if k.startswith("eval/") and k not in METRIC_LABELS})
@@ -333,6 +360,9 @@ def write_report(run_dir: Path, *, title: str, config_text: str, arms: list[str]
     matched_table = matched_kl_table(reading, arms, label)
     retention = retention_table(eval_rows, arms, kinds, headline)
     paired = paired_differences(eval_rows, arms, kinds, headline)
+    if headline == MODEL_JUDGE_HEADLINE:  # the keyword judge's reading of the same completions, beside it
+        retention += "\n\nKeyword judge, same completions:\n\n" + retention_table(eval_rows, arms, kinds,
+                                                                                   HEADLINE[reward])
     align_table, aligned_matched = alignment_match_table(eval_rows, arms)
     seeds = sorted({r["seed"] for r in eval_rows if r.get("stage") != "base" or not r.get("shared")})
     shared = [r["seed"] for r in eval_rows if r.get("stage") == "base" and r.get("shared")]
@@ -369,6 +399,8 @@ def write_report(run_dir: Path, *, title: str, config_text: str, arms: list[str]
         "aligned model and again after the downstream fine-tuning. *Retained* is after/aligned per seed: "
         "1.0 means nothing was forgotten. These are end-of-run numbers at whatever KL each run ended; the "
         "matched-KL table above is the comparison to read.",
+        "",
+        judge_line,
         "",
         retention,
         "",

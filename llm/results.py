@@ -196,7 +196,7 @@ def render_preset(name: str) -> str:
     label = R.TRACK_LABELS.get(key, key)
     reading = R.matched_kl(track_rows, arms, kinds, key, list(cfg.downstream.kl_grid))
     align_table, matched = R.alignment_match_table(eval_rows, arms)
-    headline = R.HEADLINE[cfg.align.reward]
+    headline = R.headline_metric(cfg.align.reward, eval_rows)
     seeds = sorted({r["seed"] for r in eval_rows if r.get("stage") == "aligned"})
     parts = [
         f"#### `{name}` — {QUESTIONS.get(name, '')}",
