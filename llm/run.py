@@ -33,12 +33,15 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from llm.config import ConfigError, RunConfig, downstream_for, downstream_jobs, dump_config, load_config
 from llm.dist import Dist
 from llm.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from llm.preflight import check_specs, load_accelerate_config
+
+if TYPE_CHECKING:
+    from llm.runtime import Runtime
 
 PRESETS = ("default", "power", "lambda_sweep", "all_downstream", "csft_attacks", "rlvr_vs_sft", "math", "smollm2_safety")
 
@@ -76,7 +79,7 @@ def shared_base_seed(cfg: RunConfig) -> Optional[int]:
     return cfg.base.seed if (cfg.base.model == "tiny-world" or cfg.base.sft_dataset) else None
 
 
-def _tracker_factory(cfg: RunConfig, sets, dataset: str, seed: int, jsonl: Path, dist):
+def _tracker_factory(cfg: RunConfig, sets, dataset: str, seed: int, jsonl: Path, rt: Runtime):
     """``make(tokenizer) -> DownstreamTracker`` on the family's probe set, or None when there is none.
 
     The task metric: on the tiny world's safety runs the exact first-token refusal probability per probe;
@@ -93,7 +96,7 @@ def _tracker_factory(cfg: RunConfig, sets, dataset: str, seed: int, jsonl: Path,
     if not probes:
         return None
     family = cfg.align.reward
-    funcs = reward_functions(cfg, cfg.align.reward_funcs, family, dist, cfg.align.helpfulness)
+    funcs = reward_functions(cfg, cfg.align.reward_funcs, family, rt, cfg.align.helpfulness)
     rewards = {family: funcs[0], **{getattr(f, "__name__", type(f).__name__): f for f in funcs[1:]}}
     columns = {c: [r.get(c) for r in probes] for c in ("kind", "answer") if any(c in r for r in probes)}
     # the task metric of a math run (a safety run's arithmetic is evaluated after the stage; tracking it at
@@ -156,11 +159,9 @@ def _last_tracked_kl(jsonl: Path) -> Optional[float]:
     return max(rows, key=lambda r: r["step"])["kl"] if rows else None
 
 
-def _check_launch(cfg: RunConfig, dist, log) -> None:
+def _check_launch(cfg: RunConfig, dist, rt: Runtime, log) -> None:
     """Warn when a GPU run is launched under another distributed type than its accelerate_config says."""
-    from llm.stages import use_cpu
-
-    if not cfg.accelerate_config or use_cpu(cfg):
+    if not cfg.accelerate_config or rt.use_cpu:
         return
     expected = load_accelerate_config(cfg.accelerate_config)["distributed_type"]
     if dist.distributed_type != expected:
@@ -177,31 +178,29 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
     from llm.evaluation import eval_sets, evaluate, variants_for
     from llm.memfix import remove_checkpoints
     from llm.judges import release_judges
+    from llm.runtime import resolve_runtime
     from llm.stages import (
-        bf16_on,
-        eval_device,
         free_memory,
         get_reward_cached,
         load_model,
-        model_dtype,
         nan_free,
         preflight_data,
         stage_align,
         stage_base,
         stage_downstream,
-        use_cpu,
     )
     from llm.world import WorldConfig, build_world
 
     check_specs(cfg)  # a placeholder path of a recipe fails here, before any training
-    bf16_on(cfg)  # bf16=true on the CPU, device=cuda without a GPU: fail here too
-    dist = dist or Dist(cpu=use_cpu(cfg), timeout_s=cfg.ddp_timeout)
+    # device, bf16 and dtype, decided once (bf16=true on the CPU, device=cuda without a GPU fail here too) and
+    # passed to the stages; the Dist is created here when none is given
+    rt, dist = resolve_runtime(cfg, dist)
 
     def log(msg: str) -> None:
         if dist.is_main:
             print(f"[llm.run] {msg}", flush=True)
 
-    _check_launch(cfg, dist, log)
+    _check_launch(cfg, dist, rt, log)
     run_dir = Path(cfg.output_dir) / cfg.run_name
     resolved = dump_config(cfg)
     cfg_file = run_dir / "config.yaml"
@@ -232,11 +231,11 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
     def judge():
         """eval.judge's harmfulness judge, loaded on first use (shared with an align reward of the same spec)."""
         helper = cfg.align.helpfulness if cfg.eval.judge in cfg.align.reward_funcs else ""
-        return getattr(get_reward_cached(cfg.eval.judge, cfg, dist, helper), "judge", None)
+        return getattr(get_reward_cached(cfg.eval.judge, cfg, rt, helper), "judge", None)
 
     tiny_base = cfg.base.model == "tiny-world"
-    dev = torch.device("cpu") if tiny_base else eval_device(cfg, dist)
-    dtype = None if tiny_base else model_dtype(cfg)
+    dev = torch.device("cpu") if tiny_base else rt.device
+    dtype = None if tiny_base else rt.dtype
     arms = [a.name for a in cfg.align.arms]
     jobs = downstream_jobs(cfg)
     timings: dict[str, float] = {}
@@ -290,7 +289,7 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
     if shared is not None:
         base = Stage(run_dir / "base", "base")
         torch.manual_seed(shared)
-        run_stage(base, lambda: stage_base(cfg, world, shared, base.dir / "model", dist),
+        run_stage(base, lambda: stage_base(cfg, world, shared, base.dir / "model", dist, rt),
                   lambda path: measure(path, shared),
                   {"type": "eval", "seed": shared, "arm": "base", "stage": "base", "shared": True})
     for seed in cfg.seeds:
@@ -298,7 +297,7 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
         torch.manual_seed(seed)
         if shared is None:
             base = Stage(sdir / "base", f"seed{seed}/base")
-            run_stage(base, lambda: stage_base(cfg, world, seed, base.dir / "model", dist),
+            run_stage(base, lambda: stage_base(cfg, world, seed, base.dir / "model", dist, rt),
                       lambda path: measure(path, seed), {"type": "eval", "seed": seed, "arm": "base", "stage": "base"})
         # what the base stage returned: the tiny world's model, a real model's warm start or its resolved folder
         base_path = dist.broadcast(base.result()["model"] if dist.is_main else None)
@@ -316,7 +315,7 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
                     tracker = _align_tracker_factory(cfg, sets, seed, st.dir / "track.jsonl", every=a.match_every,
                                                      stop_kl=match_target)
                     steps = a.match_max_steps or 3 * a.steps
-            run_stage(st, lambda: stage_align(cfg, world, arm, seed, base_path, st.dir, save_every, dist,
+            run_stage(st, lambda: stage_align(cfg, world, arm, seed, base_path, st.dir, save_every, dist, rt,
                                               tracker_factory=tracker, steps=steps),
                       lambda path: measure(path, seed, base_path, "base"),
                       {"type": "eval", "seed": seed, "arm": arm.name, "stage": "aligned"})
@@ -328,7 +327,7 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
                 dst = Stage(ds_dir, f"seed{seed}/{arm.name}/downstream/{label}")
                 run_stage(dst, lambda: stage_downstream(
                               cfg, world, kind, ds, seed, aligned_path, ds_dir, save_every,
-                              _tracker_factory(cfg, sets, ds, seed, ds_dir / "track.jsonl", dist), dist),
+                              _tracker_factory(cfg, sets, ds, seed, ds_dir / "track.jsonl", rt), dist, rt),
                           lambda path: measure(path, seed, aligned_path, "aligned", ds),
                           {"type": "eval", "seed": seed, "arm": arm.name, "stage": f"downstream/{label}"})
     timings["total (all stages, as run)"] = sum(timings.values())

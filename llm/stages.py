@@ -24,43 +24,12 @@ import torch
 from llm.config import ArmConfig, ConfigError, RunConfig, downstream_for
 from llm.data import dataset_rows
 from llm.memfix import attach_tracker_reference, release_vllm
+from llm.runtime import Runtime
 
 
 # ---------------------------------------------------------------------------------------------
-# devices, precision, saving, loading
+# saving, loading (the device and precision: llm.runtime.Runtime, resolved once by llm.run)
 # ---------------------------------------------------------------------------------------------
-def use_cpu(cfg: RunConfig) -> bool:
-    if cfg.device == "cpu":
-        return True
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device='cuda' but torch.cuda.is_available() is False; use device=auto or device=cpu "
-                          "(a GPU recipe runs here only with --dry-run)")
-    return not torch.cuda.is_available()
-
-
-def bf16_on(cfg: RunConfig) -> bool:
-    """bf16 of the trainers: ``bf16: null`` = on a bf16-capable GPU only (TRL's default bf16=True would
-    autocast on the CPU too); ``true`` needs a GPU."""
-    if cfg.bf16 is None:
-        return (not use_cpu(cfg)) and torch.cuda.is_bf16_supported()
-    if cfg.bf16 and use_cpu(cfg):
-        raise ConfigError("bf16=true but this run is on the CPU (TRL would autocast there); use bf16=null (auto) "
-                          "or bf16=false, or run on a GPU")
-    return cfg.bf16
-
-
-def model_dtype(cfg: RunConfig) -> str:
-    """base.dtype, with "auto" = bfloat16 when bf16 is on, else float32."""
-    if cfg.base.dtype != "auto":
-        return cfg.base.dtype
-    return "bfloat16" if bf16_on(cfg) else "float32"
-
-
-def eval_device(cfg: RunConfig, dist) -> torch.device:
-    """This process's device for evaluation, judges and merges (its GPU under accelerate)."""
-    return torch.device("cpu") if use_cpu(cfg) else torch.device(dist.device)
-
-
 def free_memory() -> None:
     """Return the GPU memory of a finished stage's trainer / eval models (a full gc costs ~0.5 s: GPU only)."""
     if torch.cuda.is_available():
@@ -107,7 +76,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: Opti
     return model.to(device).eval(), tok
 
 
-def save_trained(trainer, tok, out: Path, base_path: str, cfg: RunConfig, dist) -> Path:
+def save_trained(trainer, tok, out: Path, base_path: str, rt: Runtime, dist) -> Path:
     """Save a trained stage model as a full model at ``out`` (see the module docstring); returns ``out``.
 
     Every process calls ``trainer.save_model`` (collective under ZeRO-3 / FSDP; only the main process
@@ -129,7 +98,7 @@ def save_trained(trainer, tok, out: Path, base_path: str, cfg: RunConfig, dist) 
                 shutil.rmtree(adapter)
             os.replace(tmp, adapter)
             base = AutoModelForCausalLM.from_pretrained(base_path, local_files_only=_local(base_path),
-                                                        dtype=getattr(torch, model_dtype(cfg)))
+                                                        dtype=rt.torch_dtype)
             merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
             save_model_atomic(merged, tok, out)
             del base, merged
@@ -198,7 +167,7 @@ def align_rows(cfg: RunConfig, world) -> list[dict]:
 _JUDGE_CACHE: dict[tuple, Callable] = {}
 
 
-def get_reward_cached(spec: str, cfg: RunConfig, dist, helpfulness: str = "") -> Callable:
+def get_reward_cached(spec: str, cfg: RunConfig, rt: Runtime, helpfulness: str = "") -> Callable:
     """``llm.rewards.get_reward(spec)``; judges load once per process, on its device and in the run's dtype.
 
     ``helpfulness`` (align.helpfulness) applies to the strongreject: / harmbench: safety specs only.
@@ -207,16 +176,16 @@ def get_reward_cached(spec: str, cfg: RunConfig, dist, helpfulness: str = "") ->
 
     if spec in REWARDS:
         return get_reward(spec)
-    device = eval_device(cfg, dist)
+    device = rt.device
     helper = helpfulness if spec.partition(":")[0] in ("strongreject", "harmbench") and helpfulness else None
-    key = (spec, helper, str(device), model_dtype(cfg))
+    key = (spec, helper, str(device), rt.dtype)
     if key not in _JUDGE_CACHE:
         _JUDGE_CACHE[key] = get_reward(spec, helpfulness=helper, device=device,
-                                       dtype=getattr(torch, model_dtype(cfg)), template=cfg.judge_template)
+                                       dtype=rt.torch_dtype, template=cfg.judge_template)
     return _JUDGE_CACHE[key]
 
 
-def reward_functions(cfg: RunConfig, specs: list[str], family: str, dist,
+def reward_functions(cfg: RunConfig, specs: list[str], family: str, rt: Runtime,
                      helpfulness: str = "") -> list[Callable]:
     """Reward functions of ``specs``; empty = the tiny world's own reward for ``family`` on the tiny world,
     else "keyword_safety" (safety) / "math" (math). ``helpfulness``: see :func:`get_reward_cached`."""
@@ -226,7 +195,7 @@ def reward_functions(cfg: RunConfig, specs: list[str], family: str, dist,
 
             return [W.safety_reward] if family == "safety" else [W.final_number_reward]
         specs = ["keyword_safety"] if family == "safety" else ["math"]
-    return [get_reward_cached(s, cfg, dist, helpfulness) for s in specs]
+    return [get_reward_cached(s, cfg, rt, helpfulness) for s in specs]
 
 
 def preflight_data(cfg: RunConfig, world) -> None:
@@ -260,10 +229,10 @@ def _lora(r: int, alpha: int, targets: list[str], dropout: float):
                       lora_dropout=dropout, task_type="CAUSAL_LM")
 
 
-def _vllm_args(cfg: RunConfig) -> dict:
+def _vllm_args(cfg: RunConfig, rt: Runtime) -> dict:
     if not cfg.use_vllm:
         return {}
-    if use_cpu(cfg):
+    if rt.use_cpu:
         raise ConfigError("use_vllm=true needs a GPU (vLLM does not run on the CPU); set use_vllm=false, or "
                           "--dry-run, which turns it off")
     if importlib.util.find_spec("vllm") is None:
@@ -271,7 +240,7 @@ def _vllm_args(cfg: RunConfig) -> dict:
     return dict(use_vllm=True, vllm_mode=cfg.vllm_mode, vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization)
 
 
-def trainer_args(cfg: RunConfig, stage_dir: Path, seed: int, *, steps: int, epochs: float, learning_rate: float,
+def trainer_args(cfg: RunConfig, rt: Runtime, stage_dir: Path, seed: int, *, steps: int, epochs: float, learning_rate: float,
                  warmup_ratio: float, grad_accum: int, grad_ckpt: bool, save_every: Optional[int]) -> dict:
     """The TrainingArguments shared by every trainer stage (steps or epochs, schedule, saving, precision)."""
     if steps > 0:
@@ -283,19 +252,19 @@ def trainer_args(cfg: RunConfig, stage_dir: Path, seed: int, *, steps: int, epoc
         save_steps = save_every or 0.25  # < 1: a fraction of the stage's steps
         logging_steps = 10
     return dict(
-        output_dir=str(stage_dir / "ckpt"), use_cpu=use_cpu(cfg), report_to=cfg.report_to, seed=seed,
+        output_dir=str(stage_dir / "ckpt"), use_cpu=rt.use_cpu, report_to=cfg.report_to, seed=seed,
         learning_rate=learning_rate, warmup_steps=warmup_ratio,
         lr_scheduler_type="constant_with_warmup" if warmup_ratio > 0 else "constant",
         gradient_accumulation_steps=grad_accum, activation_checkpointing=grad_ckpt, logging_steps=logging_steps,
-        save_strategy="steps", save_steps=save_steps, save_total_limit=1, disable_tqdm=False, bf16=bf16_on(cfg),
-        model_init_kwargs={"dtype": model_dtype(cfg)}, **length,
+        save_strategy="steps", save_steps=save_steps, save_total_limit=1, disable_tqdm=False, bf16=rt.bf16,
+        model_init_kwargs={"dtype": rt.dtype}, **length,
     )
 
 
 # ---------------------------------------------------------------------------------------------
 # stages
 # ---------------------------------------------------------------------------------------------
-def stage_base(cfg: RunConfig, world, seed: int, out: Path, dist) -> str:
+def stage_base(cfg: RunConfig, world, seed: int, out: Path, dist, rt: Runtime) -> str:
     """The base model's path: the tiny world's, built + pretrained on the main process and saved at ``out``;
     a hub id / local path is used in place, a model asset name (llm.assets) resolves to its cached folder
     (fetched once); with ``base.sft_dataset`` that model is first warm-started (llm.warmstart) into ``out``."""
@@ -308,7 +277,7 @@ def stage_base(cfg: RunConfig, world, seed: int, out: Path, dist) -> str:
             return path
         from llm.warmstart import safety_warmstart
 
-        return safety_warmstart(cfg, path, seed, out, dist)
+        return safety_warmstart(cfg, path, seed, out, dist, rt)
     if dist.is_main:
         from llm.world_train import pretrain_base
 
@@ -322,12 +291,12 @@ def stage_base(cfg: RunConfig, world, seed: int, out: Path, dist) -> str:
 
 
 def stage_align(cfg: RunConfig, world, arm: ArmConfig, seed: int, base_path: str, stage_dir: Path,
-                save_every: Optional[int], dist, tracker_factory: Optional[Callable[[Any], Any]] = None,
-                steps: Optional[int] = None) -> str:
+                save_every: Optional[int], dist, rt: Runtime,
+                tracker_factory: Optional[Callable[[Any], Any]] = None, steps: Optional[int] = None) -> str:
     """Train one arm (GRPO or FRPO) from the base with align.reward_funcs; returns the aligned model's path.
     ``algo: none`` returns ``base_path`` (the base is the aligned model). ``tracker_factory(tokenizer)``: a
     tracking callback (KL to the base; with ``stop_kl`` it ends the stage at a KL dose, align.match_kl);
-    ``steps`` overrides align.steps (the cap of a calibrated arm)."""
+    ``steps`` overrides align.steps (the cap of a calibrated arm); ``rt``: the run's device and precision."""
     if arm.algo == "none":
         return base_path
     from trl import GRPOConfig, GRPOTrainer
@@ -335,14 +304,14 @@ def stage_align(cfg: RunConfig, world, arm: ArmConfig, seed: int, base_path: str
     from llm.frpo import FRPOConfig, FRPOTrainer
 
     a = cfg.align
-    common = trainer_args(cfg, stage_dir, seed, steps=a.steps if steps is None else steps, epochs=a.epochs,
+    common = trainer_args(cfg, rt, stage_dir, seed, steps=a.steps if steps is None else steps, epochs=a.epochs,
                           learning_rate=arm.learning_rate or a.learning_rate, warmup_ratio=a.warmup_ratio,
                           grad_accum=a.gradient_accumulation_steps, grad_ckpt=a.gradient_checkpointing,
                           save_every=save_every)
     common.update(per_device_train_batch_size=a.prompts_per_step * a.num_generations,
                   num_generations=a.num_generations, max_completion_length=a.max_completion_length,
                   temperature=a.temperature, beta=arm.beta, reward_weights=list(a.reward_weights) or None,
-                  **_vllm_args(cfg))
+                  **_vllm_args(cfg, rt))
     if arm.algo == "grpo":
         args = GRPOConfig(loss_type="grpo", scale_rewards="none", **common)
         cls = GRPOTrainer
@@ -351,7 +320,7 @@ def stage_align(cfg: RunConfig, world, arm: ArmConfig, seed: int, base_path: str
         cls = FRPOTrainer
     tok = load_tokenizer(base_path)
     rows = align_rows(cfg, world)
-    rewards = reward_functions(cfg, a.reward_funcs, a.reward, dist, a.helpfulness)
+    rewards = reward_functions(cfg, a.reward_funcs, a.reward, rt, a.helpfulness)
     peft_cfg = _lora(a.lora_r, a.lora_alpha, a.lora_target_modules, a.lora_dropout)
     callbacks = [tracker_factory(tok)] if tracker_factory is not None else []
     trainer = cls(model=base_path, reward_funcs=rewards, args=args,
@@ -360,18 +329,18 @@ def stage_align(cfg: RunConfig, world, arm: ArmConfig, seed: int, base_path: str
     resume = _resume_point(stage_dir / "ckpt")
     # the tracker's reference is the base: the trainer's frozen one, else loaded from disk (right on resume
     # too, when the policy's weights are a checkpoint's); with LoRA the adapter-disabled base
-    attach_tracker_reference(trainer, callbacks[0] if callbacks else None, base_path, eval_device(cfg, dist),
-                             model_dtype(cfg), lora=peft_cfg is not None)
+    attach_tracker_reference(trainer, callbacks[0] if callbacks else None, base_path, rt.device,
+                             rt.dtype, lora=peft_cfg is not None)
     trainer.train(resume_from_checkpoint=resume)
     release_vllm(trainer)
-    out = save_trained(trainer, tok, stage_dir / "model", base_path, cfg, dist)
+    out = save_trained(trainer, tok, stage_dir / "model", base_path, rt, dist)
     del trainer
     free_memory()
     return str(out)
 
 
 def _rlvr_trainer(cfg: RunConfig, d, kind: str, rows: list[dict], tok, common: dict, peft_cfg, callbacks: list,
-                  aligned_path: str, dist):
+                  aligned_path: str, rt: Runtime):
     """rlvr: TRL's GRPOTrainer on the dataset's prompts with downstream.reward_funcs (family "math")."""
     from trl import GRPOConfig, GRPOTrainer
 
@@ -380,14 +349,14 @@ def _rlvr_trainer(cfg: RunConfig, d, kind: str, rows: list[dict], tok, common: d
     args = GRPOConfig(loss_type="grpo", scale_rewards="none",
                       per_device_train_batch_size=g * max(1, d.batch_size // g), num_generations=g,
                       max_completion_length=d.max_completion_length or a.max_completion_length,
-                      beta=d.beta, **_vllm_args(cfg), **common)
-    return GRPOTrainer(model=aligned_path, reward_funcs=reward_functions(cfg, d.reward_funcs, "math", dist),
+                      beta=d.beta, **_vllm_args(cfg, rt), **common)
+    return GRPOTrainer(model=aligned_path, reward_funcs=reward_functions(cfg, d.reward_funcs, "math", rt),
                        args=args, train_dataset=_to_dataset(rows, ("prompt", "kind", "topic", "answer")),
                        processing_class=tok, peft_config=peft_cfg, callbacks=callbacks)
 
 
 def _sft_trainer(cfg: RunConfig, d, kind: str, rows: list[dict], tok, common: dict, peft_cfg, callbacks: list,
-                 aligned_path: str, dist):
+                 aligned_path: str, rt: Runtime):
     """sft: TRL's SFTTrainer on (prompt, completion) rows."""
     from trl import SFTConfig, SFTTrainer
 
@@ -398,7 +367,7 @@ def _sft_trainer(cfg: RunConfig, d, kind: str, rows: list[dict], tok, common: di
 
 
 def _csft_trainer(cfg: RunConfig, d, kind: str, rows: list[dict], tok, common: dict, peft_cfg, callbacks: list,
-                  aligned_path: str, dist):
+                  aligned_path: str, rt: Runtime):
     """csft / csft_pa: llm.csft's CSFTTrainer without / with the PA term (``pa = kind == "csft_pa"``)."""
     from llm.csft import CSFTConfig, CSFTTrainer
 
@@ -408,7 +377,7 @@ def _csft_trainer(cfg: RunConfig, d, kind: str, rows: list[dict], tok, common: d
     # the reference is the aligned model: CSFTTrainer freezes a copy (or disables the LoRA adapter).
     # CSFTTrainer takes a model instance (is_peft_model fails on a path), loaded on the CPU in the
     # run's dtype; the Trainer moves it to this process's device.
-    policy, _ = load_model(aligned_path, "cpu", model_dtype(cfg))
+    policy, _ = load_model(aligned_path, "cpu", rt.dtype)
     trainer = CSFTTrainer(model=policy.train(), args=args, train_dataset=data, processing_class=tok,
                           peft_config=peft_cfg, callbacks=callbacks)
     del policy
@@ -418,14 +387,14 @@ def _csft_trainer(cfg: RunConfig, d, kind: str, rows: list[dict], tok, common: d
 DOWNSTREAM_TRAINERS: dict[str, Callable[..., Any]] = {
     "sft": _sft_trainer, "csft": _csft_trainer, "csft_pa": _csft_trainer, "rlvr": _rlvr_trainer,
 }
-"""downstream kind → ``build(cfg, d, kind, rows, tok, common, peft_cfg, callbacks, aligned_path, dist) -> trainer``
+"""downstream kind → ``build(cfg, d, kind, rows, tok, common, peft_cfg, callbacks, aligned_path, rt) -> trainer``
 (``d``: the dataset's downstream settings, ``common``: :func:`trainer_args`); a new kind is one entry here
 plus its name in llm.config_check.DOWNSTREAM_KINDS."""
 
 
 def stage_downstream(cfg: RunConfig, world, kind: str, dataset: str, seed: int, aligned_path: str,
                      stage_dir: Path, save_every: Optional[int], tracker_factory: Optional[Callable[[Any], Any]],
-                     dist) -> str:
+                     dist, rt: Runtime) -> str:
     """Fine-tune an aligned model downstream (SFT / CSFT / CSFT+PA / RLVR) with the tracking callback
     (``tracker_factory(tokenizer)``; None or downstream.track_every = 0: no tracking). The trainer of each
     kind is built by :data:`DOWNSTREAM_TRAINERS`."""
@@ -438,20 +407,20 @@ def stage_downstream(cfg: RunConfig, world, kind: str, dataset: str, seed: int, 
     need = ("prompt",) if kind == "rlvr" else ("prompt", "completion")
     rows = dataset_rows(dataset, world, max_rows=d.max_rows, need=need, key=key)
     tok = load_tokenizer(aligned_path)
-    common = trainer_args(cfg, stage_dir, seed, steps=d.steps, epochs=d.epochs, learning_rate=d.learning_rate,
+    common = trainer_args(cfg, rt, stage_dir, seed, steps=d.steps, epochs=d.epochs, learning_rate=d.learning_rate,
                           warmup_ratio=d.warmup_ratio, grad_accum=d.gradient_accumulation_steps,
                           grad_ckpt=d.gradient_checkpointing, save_every=save_every)
     peft_cfg = _lora(d.lora_r, d.lora_alpha, d.lora_target_modules, d.lora_dropout)
     callbacks = [tracker_factory(tok)] if tracker_factory is not None and d.track_every > 0 else []
-    trainer = build(cfg, d, kind, rows, tok, common, peft_cfg, callbacks, aligned_path, dist)
+    trainer = build(cfg, d, kind, rows, tok, common, peft_cfg, callbacks, aligned_path, rt)
     resume = _resume_point(stage_dir / "ckpt")
     # the tracker's reference: the trainer's own frozen one, else the aligned model from disk (not a deep copy
     # of a possibly partitioned policy; right on resume too); with LoRA the adapter-disabled base
-    attach_tracker_reference(trainer, callbacks[0] if callbacks else None, aligned_path, eval_device(cfg, dist),
-                             model_dtype(cfg), lora=peft_cfg is not None)
+    attach_tracker_reference(trainer, callbacks[0] if callbacks else None, aligned_path, rt.device,
+                             rt.dtype, lora=peft_cfg is not None)
     trainer.train(resume_from_checkpoint=resume)
     release_vllm(trainer)
-    out = save_trained(trainer, tok, stage_dir / "model", aligned_path, cfg, dist)
+    out = save_trained(trainer, tok, stage_dir / "model", aligned_path, rt, dist)
     del trainer
     free_memory()
     return str(out)

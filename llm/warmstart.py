@@ -16,13 +16,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from llm.config import RunConfig
+from llm.runtime import Runtime
 
 
-def safety_warmstart(cfg: RunConfig, base_path: str, seed: int, out: Path, dist) -> str:
+def safety_warmstart(cfg: RunConfig, base_path: str, seed: int, out: Path, dist, rt: Runtime) -> str:
     """SFT ``base_path`` on ``cfg.base.sft_dataset`` for ``cfg.base.sft_steps`` steps; the merged model at ``out``.
 
     ``out`` is ``<stage dir>/model``; checkpoints go to ``<stage dir>/ckpt`` (resumed when the stage is run
     again), a LoRA adapter (``base.sft_lora_r`` > 0, all linear layers, α = 2r) to ``<stage dir>/adapter``.
+    ``rt``: the run's device and precision (llm.runtime).
     """
     from trl import SFTConfig, SFTTrainer
 
@@ -42,13 +44,13 @@ def safety_warmstart(cfg: RunConfig, base_path: str, seed: int, out: Path, dist)
     rows = dataset_rows(b.sft_dataset, None, need=("prompt", "completion"), key="base.sft_dataset")
     tok = load_tokenizer(base_path)
     # short sequences on small models: recomputing activations costs more than it saves
-    common = trainer_args(cfg, stage_dir, seed, steps=b.sft_steps, epochs=1.0, learning_rate=b.sft_learning_rate,
+    common = trainer_args(cfg, rt, stage_dir, seed, steps=b.sft_steps, epochs=1.0, learning_rate=b.sft_learning_rate,
                           warmup_ratio=0.0, grad_accum=1, grad_ckpt=False, save_every=None)
     args = SFTConfig(per_device_train_batch_size=b.sft_batch_size, max_length=512, **common)
     trainer = SFTTrainer(model=base_path, args=args, train_dataset=_to_dataset(rows, ("prompt", "completion")),
                          processing_class=tok, peft_config=_lora(b.sft_lora_r, 0, [], 0.0))
     trainer.train(resume_from_checkpoint=_resume_point(stage_dir / "ckpt"))
-    path = save_trained(trainer, tok, Path(out), base_path, cfg, dist)
+    path = save_trained(trainer, tok, Path(out), base_path, rt, dist)
     del trainer
     free_memory()
     return str(path)
