@@ -340,7 +340,8 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
         table = write_report(run_dir, title=f"Forgetting report: {cfg.run_name}", config_text=resolved, arms=arms,
                              kinds=[lab for _, _, lab in jobs], reward=cfg.align.reward, eval_rows=eval_rows,
                              track_rows=track_rows, timings=timings, kl_grid=list(cfg.downstream.kl_grid),
-                             kl_estimator=cfg.downstream.kl_estimator)
+                             kl_estimator=cfg.downstream.kl_estimator, judge=cfg.eval.judge,
+                             tiny=sets.harmful.tiny)
         from llm.provenance import provenance
 
         record = provenance(command or f"python -m llm.run --config {config_source}",
