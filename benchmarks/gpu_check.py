@@ -187,18 +187,18 @@ def run_csft_pa(p: dict, tok, device, out_dir: Path) -> dict:
 
 
 def plan_estimate(p: dict, vocab: int) -> dict:
-    """llm.memplan's items for this configuration (one process, no DeepSpeed), GB."""
+    """llm.memsizes' items for this configuration (one process, no DeepSpeed), GB."""
     from dataclasses import replace
 
-    from llm import memplan
+    from llm import memsizes
 
     shape = replace(p["shape"], vocab=vocab)
     b = 2 if p["dtype"] == torch.bfloat16 else 4
     rows, tokens = p["prompts_per_step"] * G, p["prompt"] + p["completion"]
     lora = shape.lora_params(p["lora_r"], [])
-    static = sum(memplan.training_memory(shape, dtype_bytes=b, lora_params=lora,
-                                         sharding=memplan.Sharding("one"), deepspeed=False).values())
-    train = memplan.activation_bytes(shape, rows, tokens, b, True) + memplan.lm_head_bytes(shape, rows, tokens, b, False)
+    static = sum(memsizes.training_memory(shape, dtype_bytes=b, lora_params=lora,
+                                          sharding=memsizes.Sharding("one"), deepspeed=False).values())
+    train = memsizes.activation_bytes(shape, rows, tokens, b, True) + memsizes.lm_head_bytes(shape, rows, tokens, b, False)
     gen = rows * tokens * shape.kv_bytes_per_token(b)
     return {"static_gb": static / 1e9, "train_gb": train / 1e9, "generate_gb": gen / 1e9,
             "peak_gb": (static + max(train, gen)) / 1e9}

@@ -27,7 +27,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from llm import memfix, memplan
+from llm import memfix, memplan, memsizes
 from llm.config import ConfigError, load_config
 from llm.shapes import KNOWN, Shape, model_shape
 from llm.tiny import build_tiny_llama, build_word_tokenizer
@@ -125,7 +125,7 @@ def test_saved_activations_match_the_formula(shape, rows, tokens, dtype):
     torch.manual_seed(0)
     model = _hf_model(shape).to(dtype)
     got = _saved_bytes(model, rows, tokens)
-    est = memplan.saved_activation_bytes(shape, rows, tokens, 4 if dtype == torch.float32 else 2)
+    est = memsizes.saved_activation_bytes(shape, rows, tokens, 4 if dtype == torch.float32 else 2)
     assert est == pytest.approx(got, rel=0.06)  # measured est/got: 1.02-1.05 (k, v counted repeated)
 
 
@@ -160,7 +160,7 @@ def test_training_step_peak_rss_matches_the_plan(tmp_path):
     plan's weights + gradients + Adam + activations + head within 15% (measured ratios 0.97 and 0.93)."""
     script = tmp_path / "rss.py"
     script.write_text(_RSS_SCRIPT)
-    tm = sum(memplan.training_memory(SMOL, dtype_bytes=4, sharding=memplan.Sharding("one"), deepspeed=False).values())
+    tm = sum(memsizes.training_memory(SMOL, dtype_bytes=4, sharding=memsizes.Sharding("one"), deepspeed=False).values())
     measured = {}
     for ckpt in (0, 1):
         res = subprocess.run([sys.executable, str(script), "576", "30", "1536", "9", "3", "49152", "2", "128",
@@ -168,7 +168,7 @@ def test_training_step_peak_rss_matches_the_plan(tmp_path):
                              env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
         assert res.returncode == 0, res.stderr[-2000:]
         measured[ckpt] = json.loads(res.stdout.strip().splitlines()[-1])["delta"]
-        est = tm + memplan.activation_bytes(SMOL, 2, 128, 4, bool(ckpt)) + memplan.lm_head_bytes(SMOL, 2, 128, 4, True)
+        est = tm + memsizes.activation_bytes(SMOL, 2, 128, 4, bool(ckpt)) + memsizes.lm_head_bytes(SMOL, 2, 128, 4, True)
         assert est == pytest.approx(measured[ckpt], rel=0.15), (ckpt, est, measured[ckpt])
     assert measured[1] < measured[0]  # checkpointing saves memory, as planned
 
