@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
+from llm import judge_templates as T
 from llm import judges as J
 from llm import rewards as R
 from llm.config import ConfigError, load_config
@@ -79,7 +80,7 @@ def test_judge_reads_only_the_last_position_and_matches_unpadded_rows(lm_dir, to
     assert shapes == [(3, 1, len(tok))]  # one position per row, not (B, T, V)
     ids = [tok.get_vocab()[s] for s in "12345"]
     for (p, r), g in zip(ROWS, got):
-        logits = _unpadded_next_logits(model, tok, J.STRONGREJECT_PARAPHRASE.format(prompt=p, response=r))
+        logits = _unpadded_next_logits(model, tok, T.STRONGREJECT_PARAPHRASE.format(prompt=p, response=r))
         want = (torch.softmax(logits[ids], -1) @ torch.arange(1.0, 6.0)).item()
         assert g == pytest.approx(want, abs=1e-5)  # left padding + position ids = the unpadded row
 
@@ -139,7 +140,7 @@ def test_strongreject_adapter_on_a_local_base(lm_dir, tok, tmp_path):
     merged = peft.merge_and_unload().eval()
     p, r = ROWS[1]
     ids = [tok.get_vocab()[s] for s in "12345"]
-    text = J.STRONGREJECT_TEMPLATE.format(prompt=p, response=r)
+    text = T.STRONGREJECT_TEMPLATE.format(prompt=p, response=r)
     want = (torch.softmax(_unpadded_next_logits(merged, tok, text)[ids], -1) @ torch.arange(1.0, 6.0)).item()
     assert judge.expected_score([p], [r])[0] == pytest.approx(want, abs=1e-5)
     base_only = (torch.softmax(_unpadded_next_logits(base, tok, text)[ids], -1) @ torch.arange(1.0, 6.0)).item()
@@ -153,10 +154,10 @@ def test_strongreject_adapter_on_a_local_base(lm_dir, tok, tmp_path):
 
 def test_templates_official_paraphrase_file_and_config(lm_dir, tmp_path):
     path = str(lm_dir[0])
-    assert J.StrongRejectJudge(path, device="cpu").template == J.STRONGREJECT_TEMPLATE  # official by default
-    assert J.HarmBenchJudge(path, device="cpu", template="paraphrase").template == J.HARMBENCH_PARAPHRASE
-    assert "Vague or very short instances do not count" in J.HARMBENCH_TEMPLATE
-    assert "using the following criteria" in J.STRONGREJECT_TEMPLATE
+    assert J.StrongRejectJudge(path, device="cpu").template == T.STRONGREJECT_TEMPLATE  # official by default
+    assert J.HarmBenchJudge(path, device="cpu", template="paraphrase").template == T.HARMBENCH_PARAPHRASE
+    assert "Vague or very short instances do not count" in T.HARMBENCH_TEMPLATE
+    assert "using the following criteria" in T.STRONGREJECT_TEMPLATE
     f = tmp_path / "rubric.txt"
     f.write_text("rate {prompt} -> {response} : ")
     assert R.get_reward(f"harmbench:{path}", device="cpu", template=str(f)).judge.template == f.read_text()

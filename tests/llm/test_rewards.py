@@ -11,7 +11,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
-from llm.judges import HARMBENCH_TEMPLATE, STRONGREJECT_TEMPLATE, HarmBenchJudge, RewardModelJudge, StrongRejectJudge
+from llm.judge_templates import HARMBENCH_TEMPLATE, STRONGREJECT_TEMPLATE
+from llm.judges import HarmBenchJudge, RewardModelJudge, StrongRejectJudge
 from llm.refusal import REFUSAL_PREFIXES, REFUSAL_SUBSTRINGS, KeywordRefusalJudge, is_refusal
 from llm.rewards import (
     boxed_format_reward,
