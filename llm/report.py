@@ -5,6 +5,9 @@ Inputs are plain dict rows, as stored in ``metrics.jsonl``:
                "eval/<metric>": float, ...}
   track rows  {"type": "track", "seed", "arm", "kind", "step", "kl", "kl_se", "reward/<name>", ...}
 Outputs in the run directory: ``report.md``, ``reward_vs_kl.png``, ``before_after.png``.
+
+Length (~430 lines, past the ~400 guide): the tables, the KL-matched reading, the two plots and
+:func:`write_report`, which assembles them into one report, stay together.
 """
 from __future__ import annotations
 
