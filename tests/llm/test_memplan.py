@@ -370,6 +370,7 @@ def test_process_group_is_created_with_the_configured_timeout(tmp_path):
 
 def test_the_pipeline_passes_ddp_timeout_to_the_process_group(monkeypatch, tmp_path):
     import llm.run as run_mod
+    import llm.runtime as runtime_mod
     from llm.dist import process_group_timeout
 
     class Stop(Exception):
@@ -381,7 +382,7 @@ def test_the_pipeline_passes_ddp_timeout_to_the_process_group(monkeypatch, tmp_p
         seen.update(kw)
         raise Stop
 
-    monkeypatch.setattr(run_mod, "Dist", fake_dist)
+    monkeypatch.setattr(runtime_mod, "Dist", fake_dist)  # the run's Dist is made by llm.runtime.resolve_runtime
     cfg = load_config(None, [f"output_dir={tmp_path}", "ddp_timeout=4321", "device=cpu"])
     with pytest.raises(Stop):
         run_mod.run(cfg)
