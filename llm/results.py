@@ -18,6 +18,9 @@ stage's train and eval seconds from its DONE.json). The block in README.md betwe
 ``<!-- results:<group>:begin -->`` and ``<!-- results:<group>:end -->`` is :func:`render` of those files;
 ``tests/llm/test_results.py`` fails when the two differ or when a module that produced them has changed
 since (then rerun the group: ``make results`` / ``make results-real``).
+
+Longer than ~400 lines because it renders two kinds of study (the tiny world's matched-KL presets and the
+real-model run's per-seed table with its rate intervals) from the same stored files.
 """
 from __future__ import annotations
 

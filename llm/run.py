@@ -13,7 +13,9 @@ Laptop CPU, the embedded tiny world (no hub, no GPU; what ``make run`` does)::
 
 Stages (each resumable; the same command again skips finished stages and resumes an interrupted
 trainer stage from its last checkpoint):
-  1. base        build + pretrain the tiny world's base policy, or use ``base.model`` (hub id / path) as is
+  1. base        build + pretrain the tiny world's base policy, or use ``base.model`` (hub id / path / asset
+                 name) as is, or warm-start it (``base.sft_dataset``); a tiny or warm-started base is shared
+                 by every seed (``base.seed``)
   2. align       every arm of ``align.arms`` (GRPO / FRPO λ / none) from the base
   3. downstream  every (kind, dataset) of ``downstream`` from every aligned model, with the tracking
                  callback (KL to the aligned model, retained reward)
@@ -25,6 +27,9 @@ Under ``accelerate launch`` every process runs every stage (the trainers need al
 evaluation is sharded over processes; only the main process writes ``config.yaml``, ``DONE.json``,
 saved models, ``metrics.jsonl`` and the report, with barriers between stages. Whether a stage is
 done is decided by the main process and broadcast, so all processes take the same branch.
+
+Longer than ~400 lines because the stage loop keeps its resume, broadcast and timing logic in one place
+(``run``); the CLI and launch checks (``main``, ``_check_launch``) stay beside it.
 """
 from __future__ import annotations
 

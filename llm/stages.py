@@ -8,6 +8,10 @@ with ``trainer.save_model`` (every process calls it; it gathers sharded weights 
 process). A LoRA adapter (kept in ``<stage_dir>/adapter``) is merged into its base on the main process,
 so every stage hands a full model to the next one in ``<stage_dir>/model`` (written to ``model.tmp``,
 then renamed: a half-saved model is never at ``model``). Evaluation lives in :mod:`llm.evaluation`.
+
+Longer than ~400 lines because the three trainer stages share their TRL mapping (``trainer_args``, LoRA,
+resume, save and merge) and each stays next to it; the downstream kinds are one builder each in
+``DOWNSTREAM_TRAINERS``.
 """
 from __future__ import annotations
 
