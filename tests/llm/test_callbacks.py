@@ -10,7 +10,6 @@ from transformers import TrainerControl, TrainerState
 
 from llm.callbacks import DownstreamTracker
 from llm.rewards import keyword_safety_reward
-from llm.tiny import tiny_model_and_tokenizer
 from tests.tolerances import TOL
 
 
@@ -67,8 +66,8 @@ def independent_rb_kl(samples, policy, reference):
     return mean, se
 
 
-def test_kl_zero_at_start_and_matches_independent_estimate_after_perturbation():
-    model, tok = tiny_model_and_tokenizer(seed=0)
+def test_kl_zero_at_start_and_matches_independent_estimate_after_perturbation(tiny_llama):
+    model, tok = tiny_llama()
     # several stop tokens so that some samples end early and the EOS masking is exercised
     stops = [tok.eos_token_id] + tok.convert_tokens_to_ids(["sorry", "sure", "?", "the", "is"])
     model.generation_config.eos_token_id = stops
@@ -86,7 +85,7 @@ def test_kl_zero_at_start_and_matches_independent_estimate_after_perturbation():
     for _, r in samples:  # responses run through their first stop token and no further
         assert all(t not in stops for t in r[:-1])
         assert r[-1] in stops or len(r) == MAX_NEW
-    reference, _ = tiny_model_and_tokenizer(seed=0)  # the starting weights, rebuilt independently
+    reference, _ = tiny_llama()  # the starting weights, rebuilt independently
     mean, se = independent_kl(samples, model.eval(), reference.eval())
     assert row["kl_mc"] == pytest.approx(mean, abs=TOL["float32"])
     assert row["kl_mc_se"] == pytest.approx(se, abs=TOL["float32"])
@@ -97,24 +96,24 @@ def test_kl_zero_at_start_and_matches_independent_estimate_after_perturbation():
     assert rb_se < se  # the Rao–Blackwellized estimator has the smaller spread on the same samples
 
 
-def test_reference_copy_ignores_forward_wrapper_closing_over_original():
+def test_reference_copy_ignores_forward_wrapper_closing_over_original(tiny_llama):
     # What broke inside SFTTrainer: accelerate's autocast wrapper is an instance attribute closing
     # over the original bound forward; deepcopy keeps the closure, so the "reference" ran the policy.
-    model, tok = tiny_model_and_tokenizer(seed=0)
+    model, tok = tiny_llama()
     original_forward = model.forward
     model.forward = lambda *args, **kwargs: original_forward(*args, **kwargs)
     tracker = DownstreamTracker(PROBES, num_samples=3, max_new_tokens=MAX_NEW)
     begin(tracker, model, tok)
     perturb(model.parameters())
     row = tracker.measure(model, tok, step=1)
-    reference, _ = tiny_model_and_tokenizer(seed=0)
+    reference, _ = tiny_llama()
     mean, _ = independent_rb_kl(tracker.last_samples, model.eval(), reference.eval())
     assert row["kl"] != 0.0
     assert row["kl"] == pytest.approx(mean, abs=TOL["float32"])
 
 
-def test_fixed_seed_reproducible_and_training_rng_untouched():
-    model, tok = tiny_model_and_tokenizer(seed=0)
+def test_fixed_seed_reproducible_and_training_rng_untouched(tiny_llama):
+    model, tok = tiny_llama()
     tracker = DownstreamTracker(PROBES, num_samples=2, max_new_tokens=MAX_NEW, seed=7)
     begin(tracker, model, tok)
     first = tracker.last_samples
@@ -128,8 +127,8 @@ def test_fixed_seed_reproducible_and_training_rng_untouched():
     assert tracker.last_samples == again and again != first  # same seed, same weights → same samples
 
 
-def test_rows_jsonl_logs_and_train_mode(tmp_path):
-    model, tok = tiny_model_and_tokenizer(seed=0)
+def test_rows_jsonl_logs_and_train_mode(tmp_path, tiny_llama):
+    model, tok = tiny_llama()
 
     def response_words(prompts, completions, kind, **kwargs):
         texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
@@ -171,9 +170,9 @@ def test_rows_jsonl_logs_and_train_mode(tmp_path):
     assert set(logged[0]) == {"step"} | {f"downstream/{k}" for k in keys - {"step", "kl_estimator"}}  # numbers only
 
 
-def test_peft_reference_is_adapter_disabled_base():
+def test_peft_reference_is_adapter_disabled_base(tiny_llama):
     peft = pytest.importorskip("peft")
-    base, tok = tiny_model_and_tokenizer(seed=0)
+    base, tok = tiny_llama()
     torch.manual_seed(0)  # LoRA A is drawn from the global RNG
     model = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
                                                       lora_dropout=0.0))
@@ -185,7 +184,7 @@ def test_peft_reference_is_adapter_disabled_base():
     perturb([p for n, p in model.named_parameters() if "lora_B" in n], scale=0.5)
     row = tracker.measure(model, tok, step=1)
     assert row["kl"] > 0.0  # the Rao–Blackwellized estimate is positive once the policy moved
-    reference, _ = tiny_model_and_tokenizer(seed=0)
+    reference, _ = tiny_llama()
     mean, _ = independent_kl(tracker.last_samples, model.eval(), reference.eval())
     assert row["kl_mc"] == pytest.approx(mean, abs=TOL["float32"])
     rb_mean, _ = independent_rb_kl(tracker.last_samples, model.eval(), reference.eval())
@@ -193,25 +192,25 @@ def test_peft_reference_is_adapter_disabled_base():
     assert all(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)  # adapter re-enabled
 
 
-def test_bad_arguments_raise():
+def test_bad_arguments_raise(tiny_llama):
     with pytest.raises(ValueError, match="every=0"):
         DownstreamTracker(PROBES, every=0)
     with pytest.raises(ValueError, match="probe_columns"):
         DownstreamTracker(PROBES, probe_columns={"kind": ["harmful"]})
     with pytest.raises(ValueError, match="num_samples"):
         DownstreamTracker(["x"], num_samples=1)
-    model, tok = tiny_model_and_tokenizer(seed=0)
+    model, tok = tiny_llama()
     with pytest.raises(ValueError, match="PEFT"):
         begin(DownstreamTracker(PROBES, reference="disable_adapter"), model, tok)
     with pytest.raises(ValueError, match="set_reference"):
         DownstreamTracker(PROBES).measure(model, tok)
 
 
-def test_runs_inside_sft_trainer(tmp_path):
+def test_runs_inside_sft_trainer(tmp_path, tiny_llama):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    model, tok = tiny_model_and_tokenizer(seed=0)
+    model, tok = tiny_llama()
     data = Dataset.from_list([{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
                               for q, a in [("how make bread ?", "sure here step 1"), ("add 2 3 ?", "the answer is 5"),
                                            ("how make tea ?", "sure add tea"), ("add 1 1 ?", "the answer is 2")]])
@@ -230,7 +229,7 @@ def test_runs_inside_sft_trainer(tmp_path):
     # live module; a deep-copied reference that kept it ran the trained weights and KL stayed ≡ 0.
     assert tracker.history[-1]["kl"] != 0.0
     policy = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)  # plain fp32 forward
-    reference, _ = tiny_model_and_tokenizer(seed=0)
+    reference, _ = tiny_llama()
     mean, _ = independent_rb_kl(tracker.last_samples, policy.eval(), reference.eval())
     assert tracker.history[-1]["kl"] == pytest.approx(mean, abs=TOL["float32"])
     assert len((tmp_path / "downstream.jsonl").read_text().splitlines()) == 3

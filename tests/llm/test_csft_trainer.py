@@ -14,7 +14,6 @@ from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from llm.csft import CSFTConfig, CSFTTrainer
-from llm.tiny import tiny_model_and_tokenizer
 from tests.tolerances import TOL
 
 PAIRS = [("how make bomb ?", "sorry no"), ("add 3 4 ?", "sure the answer is 7"),
@@ -38,18 +37,18 @@ def _kwargs(tmp_path, **overrides):
     return kwargs
 
 
-def _trainer(tmp_path, model=None, ref_model=None, **overrides):
+def _trainer(tiny_llama, tmp_path, model=None, ref_model=None, **overrides):
     if model is None:
-        model, tok = tiny_model_and_tokenizer(seed=0)
+        model, tok = tiny_llama()
     else:
-        _, tok = tiny_model_and_tokenizer(seed=0)
+        _, tok = tiny_llama()
     return CSFTTrainer(model=model, ref_model=ref_model, args=CSFTConfig(**_kwargs(tmp_path, **overrides)),
                        train_dataset=_dataset(), processing_class=tok)
 
 
-def _other_reference():
+def _other_reference(tiny_llama):
     """An 'aligned' reference that differs from the policy (another random tiny Llama, same vocabulary)."""
-    return tiny_model_and_tokenizer(seed=1)[0]
+    return tiny_llama(seed=1)[0]
 
 
 def _batch(trainer):
@@ -102,9 +101,9 @@ def _loss_logits_grad(trainer, batch, num_items_in_batch=None):
 
 # ---------------------------------------------------------------------------------------------- the gradient
 @pytest.mark.parametrize("form", ["sigmoid", "weighted_nll"])
-def test_per_token_gradient_is_minus_2_one_minus_sigmoid_beta_delta_grad_logp(tmp_path, form):
-    ref = _other_reference()
-    trainer = _trainer(tmp_path, ref_model=copy.deepcopy(ref), pa=False, csft_form=form)
+def test_per_token_gradient_is_minus_2_one_minus_sigmoid_beta_delta_grad_logp(tmp_path, form, tiny_llama):
+    ref = _other_reference(tiny_llama)
+    trainer = _trainer(tiny_llama, tmp_path, ref_model=copy.deepcopy(ref), pa=False, csft_form=form)
     batch = _batch(trainer)
     got = _loss_logits_grad(trainer, batch)
 
@@ -124,11 +123,11 @@ def test_per_token_gradient_is_minus_2_one_minus_sigmoid_beta_delta_grad_logp(tm
     torch.testing.assert_close(got, want, rtol=TOL["float32"], atol=TOL["float32"] * want.abs().max().item())
 
 
-def test_tiny_beta_is_plain_sft_gradient(tmp_path):
+def test_tiny_beta_is_plain_sft_gradient(tmp_path, tiny_llama):
     """β_t → 0: the CSFT gradient is the SFT (NLL) gradient, including TRL's token normalization."""
     tiny = dict(csft_beta_first=1e-7, csft_beta_early=1e-7, csft_beta_rest=1e-7, pa=False)
-    csft = _trainer(tmp_path, ref_model=_other_reference(), **tiny)
-    model, tok = tiny_model_and_tokenizer(seed=0)
+    csft = _trainer(tiny_llama, tmp_path, ref_model=_other_reference(tiny_llama), **tiny)
+    model, tok = tiny_llama()
     sft = SFTTrainer(model=model, args=SFTConfig(**_kwargs(tmp_path)), train_dataset=_dataset(), processing_class=tok)
     batch = _batch(sft)
     n = (batch["labels"][:, 1:] != -100).sum()
@@ -143,17 +142,17 @@ def test_tiny_beta_is_plain_sft_gradient(tmp_path):
 
 
 @pytest.mark.parametrize("detach_mu", [True, False])
-def test_pa_term_has_no_gradient_where_argmaxes_agree(tmp_path, detach_mu):
+def test_pa_term_has_no_gradient_where_argmaxes_agree(tmp_path, detach_mu, tiny_llama):
     # a perturbed copy of the policy: the argmaxes agree at most positions, not all (random tied-embedding
     # Llamas predict their input token, so two unrelated ones agree everywhere)
-    model = tiny_model_and_tokenizer(seed=0)[0]
+    model = tiny_llama()[0]
     ref = copy.deepcopy(model)
     with torch.no_grad():
         gen = torch.Generator().manual_seed(0)
         for p in ref.parameters():
             p.add_(2.0 * p.std() * torch.randn(p.shape, generator=gen))
-    with_pa = _trainer(tmp_path, model=copy.deepcopy(model), ref_model=ref, pa=True, detach_mu=detach_mu)
-    without = _trainer(tmp_path, model=copy.deepcopy(model), ref_model=ref, pa=False)
+    with_pa = _trainer(tiny_llama, tmp_path, model=copy.deepcopy(model), ref_model=ref, pa=True, detach_mu=detach_mu)
+    without = _trainer(tiny_llama, tmp_path, model=copy.deepcopy(model), ref_model=ref, pa=False)
     batch = _batch(with_pa)
     pa_grad = _loss_logits_grad(with_pa, batch) - _loss_logits_grad(without, batch)  # δ · dL_PA/dlogits
 
@@ -169,7 +168,7 @@ def test_pa_term_has_no_gradient_where_argmaxes_agree(tmp_path, detach_mu):
     assert torch.all(per_position[~response] == 0)
 
 
-def test_gradient_accumulation_2x2_equals_1x4(tmp_path):
+def test_gradient_accumulation_2x2_equals_1x4(tmp_path, tiny_llama):
     class Capture(TrainerCallback):
         def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
             self.grads = {n: p.grad.clone() for n, p in model.named_parameters()}
@@ -177,8 +176,9 @@ def test_gradient_accumulation_2x2_equals_1x4(tmp_path):
     grads = []
     for per_device, accum in ((4, 1), (2, 2)):
         capture = Capture()
-        trainer = _trainer(tmp_path, ref_model=_other_reference(), per_device_train_batch_size=per_device,
-                           gradient_accumulation_steps=accum, max_steps=1, max_grad_norm=0.0)
+        trainer = _trainer(tiny_llama, tmp_path, ref_model=_other_reference(tiny_llama),
+                           per_device_train_batch_size=per_device, gradient_accumulation_steps=accum, max_steps=1,
+                           max_grad_norm=0.0)
         trainer.add_callback(capture)
         trainer.train()
         grads.append(capture.grads)
@@ -187,13 +187,14 @@ def test_gradient_accumulation_2x2_equals_1x4(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- training works
-def test_every_parameter_changes_and_the_default_reference_stays_the_initial_model(tmp_path):
-    model, tok = tiny_model_and_tokenizer(seed=0)
+def test_every_parameter_changes_and_the_default_reference_stays_the_initial_model(tmp_path, tiny_llama):
+    model, tok = tiny_llama()
     # regression: a model already used by a TRL trainer carries a patched forward bound to itself; a naive
     # deepcopy of it would compute the "reference" with the live policy
     SFTTrainer(model=model, args=SFTConfig(**_kwargs(tmp_path)), train_dataset=_dataset(), processing_class=tok)
-    initial = tiny_model_and_tokenizer(seed=0)[0].eval()
-    trainer = _trainer(tmp_path, model=model, num_train_epochs=2, max_steps=-1, per_device_train_batch_size=2)
+    initial = tiny_llama()[0].eval()
+    trainer = _trainer(tiny_llama, tmp_path, model=model, num_train_epochs=2, max_steps=-1,
+                       per_device_train_batch_size=2)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
     unchanged = [n for n, p in trainer.model.named_parameters() if torch.equal(before[n], p)]
@@ -212,11 +213,11 @@ def test_every_parameter_changes_and_the_default_reference_stays_the_initial_mod
         assert key in logs[-1]
 
 
-def test_lora_reference_is_the_base_with_the_adapter_disabled(tmp_path):
+def test_lora_reference_is_the_base_with_the_adapter_disabled(tmp_path, tiny_llama):
     from peft import LoraConfig
 
-    model, tok = tiny_model_and_tokenizer(seed=0)
-    base = tiny_model_and_tokenizer(seed=0)[0].eval()
+    model, tok = tiny_llama()
+    base = tiny_llama()[0].eval()
     trainer = CSFTTrainer(model=model, args=CSFTConfig(**_kwargs(tmp_path, max_steps=3)), train_dataset=_dataset(),
                           processing_class=tok,
                           peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
@@ -233,10 +234,10 @@ def test_lora_reference_is_the_base_with_the_adapter_disabled(tmp_path):
         assert not torch.allclose(trainer.model(**inputs).logits, base(**inputs).logits)  # the adapter is back on
 
 
-def test_reference_loaded_from_the_config_path(tmp_path):
-    aligned = _other_reference()
+def test_reference_loaded_from_the_config_path(tmp_path, tiny_llama):
+    aligned = _other_reference(tiny_llama)
     aligned.save_pretrained(tmp_path / "aligned")
-    trainer = _trainer(tmp_path, ref_model_name_or_path=str(tmp_path / "aligned"))
+    trainer = _trainer(tiny_llama, tmp_path, ref_model_name_or_path=str(tmp_path / "aligned"))
     batch = _batch(trainer)
     inputs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     with torch.no_grad():
@@ -269,14 +270,13 @@ def test_config_fields_cite_their_equation(tmp_path):
             assert "Eq." in f.metadata["help"], f.name
 
 
-def test_model_given_by_path_builds_its_reference_from_the_path(tmp_path):
+def test_model_given_by_path_builds_its_reference_from_the_path(tmp_path, tiny_llama):
     """Regression: CSFTTrainer(model="<path>") crashed in is_peft_model(str)."""
     from datasets import Dataset
 
     from llm.csft import CSFTConfig, CSFTTrainer
-    from llm.tiny import tiny_model_and_tokenizer
 
-    model, tok = tiny_model_and_tokenizer(seed=0)
+    model, tok = tiny_llama()
     model.save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
     data = Dataset.from_dict({"prompt": [[{"role": "user", "content": "add 3 4 ?"}]],

@@ -15,7 +15,6 @@ from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from llm.frpo import FRPOConfig, FRPOTrainer, shuffle_whole_groups
-from llm.tiny import tiny_model_and_tokenizer
 from tests.tolerances import TOL
 from theory.losses import frpo_advantages
 
@@ -47,10 +46,10 @@ def digit_reward_with_none(completions, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def model_dir(tmp_path_factory, tiny_llama):
     """A saved tiny model: loading by path lets TRL build its own reference model (beta > 0)."""
     path = tmp_path_factory.mktemp("tiny_llama")
-    model, tok = tiny_model_and_tokenizer(seed=0)
+    model, tok = tiny_llama()
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
@@ -66,11 +65,12 @@ def _config(tmp_path, **overrides) -> FRPOConfig:
     return FRPOConfig(**kwargs)
 
 
-def _trainer(tmp_path, model=None, reward=digit_reward, n_prompts=8, cls=FRPOTrainer, args=None, **overrides):
+def _trainer(tiny_llama, tmp_path, model=None, reward=digit_reward, n_prompts=8, cls=FRPOTrainer, args=None,
+             **overrides):
     if model is None:
-        model, tok = tiny_model_and_tokenizer(seed=0)
+        model, tok = tiny_llama()
     else:
-        _, tok = tiny_model_and_tokenizer(seed=0)
+        _, tok = tiny_llama()
     args = args if args is not None else _config(tmp_path, **overrides)
     return cls(model=model, reward_funcs=reward, args=args, train_dataset=_dataset(n_prompts), processing_class=tok)
 
@@ -104,9 +104,9 @@ def _assert_grads_close(a, b, rtol):
 
 # ---------------------------------------------------------------------------------------------- training works
 @pytest.mark.parametrize("mode", ["advantage", "ratio"])
-def test_every_trainable_parameter_changes(tmp_path, mode):
+def test_every_trainable_parameter_changes(tmp_path, mode, tiny_llama):
     extra = dict(num_iterations=2) if mode == "ratio" else {}
-    trainer = _trainer(tmp_path, frpo_mode=mode, **extra)
+    trainer = _trainer(tiny_llama, tmp_path, frpo_mode=mode, **extra)
     before = _snapshot(trainer.model)
     trainer.train()
     unchanged = [n for n, p in before.items() if torch.equal(p, trainer.model.get_parameter(n))]
@@ -117,10 +117,10 @@ def test_every_trainable_parameter_changes(tmp_path, mode):
         assert {"frpo/log_z", "frpo/clip_ratio"} <= logged
 
 
-def test_lora_trains_adapter_only_with_kl_to_disabled_adapter(tmp_path):
+def test_lora_trains_adapter_only_with_kl_to_disabled_adapter(tmp_path, tiny_llama):
     from peft import LoraConfig
 
-    model, tok = tiny_model_and_tokenizer(seed=0)
+    model, tok = tiny_llama()
     trainer = FRPOTrainer(
         model=model, reward_funcs=digit_reward, train_dataset=_dataset(), processing_class=tok,
         args=_config(tmp_path, frpo_mode="ratio", beta=0.05, num_iterations=2, max_steps=2),
@@ -140,7 +140,7 @@ def test_lora_trains_adapter_only_with_kl_to_disabled_adapter(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- the math that reaches the loss
 @pytest.mark.parametrize("lam", [0.5, math.inf])
-def test_advantages_reaching_the_loss_are_frpo_advantages_of_returned_rewards(tmp_path, lam):
+def test_advantages_reaching_the_loss_are_frpo_advantages_of_returned_rewards(tmp_path, lam, tiny_llama):
     """One generation batch of 4 groups, split by TRL into 2 shuffled micro-batches (gradient accumulation 2)."""
     calls = []
 
@@ -149,7 +149,7 @@ def test_advantages_reaching_the_loss_are_frpo_advantages_of_returned_rewards(tm
         calls.append([(p[-1]["content"], tuple(c), r) for p, c, r in zip(prompts, completion_ids, rewards)])
         return rewards
 
-    trainer = _trainer(tmp_path, reward=recording_reward, lam=lam, per_device_train_batch_size=8,
+    trainer = _trainer(tiny_llama, tmp_path, reward=recording_reward, lam=lam, per_device_train_batch_size=8,
                        gradient_accumulation_steps=2, max_steps=1)
     captured = []
     compute_loss = trainer._compute_loss
@@ -181,11 +181,11 @@ def test_advantages_reaching_the_loss_are_frpo_advantages_of_returned_rewards(tm
     assert torch.all(expected[~valid] == 0)
 
 
-def test_lam_inf_is_grpo_without_std_scaling(tmp_path):
+def test_lam_inf_is_grpo_without_std_scaling(tmp_path, tiny_llama):
     """λ = inf: FRPO's advantages are TRL GRPO's (scale_rewards='none', loss_type='grpo'), reward-less rows
     included; the jackknife multiplies them by G/(G−1), the exact λ → inf limit (docs/theory.md §1)."""
     def generation(cls, args):
-        trainer = _trainer(tmp_path, reward=digit_reward_with_none, n_prompts=4, cls=cls, args=args)
+        trainer = _trainer(tiny_llama, tmp_path, reward=digit_reward_with_none, n_prompts=4, cls=cls, args=args)
         batch = next(iter(trainer.get_train_dataloader()))
         trainer.model.train()
         torch.manual_seed(123)
@@ -206,14 +206,14 @@ def test_lam_inf_is_grpo_without_std_scaling(tmp_path):
     torch.testing.assert_close(jack["advantages"], grpo["advantages"] * factor, **tol)
 
 
-def test_ratio_and_advantage_modes_same_gradient_at_ratio_one(tmp_path, model_dir):
+def test_ratio_and_advantage_modes_same_gradient_at_ratio_one(tmp_path, model_dir, tiny_llama):
     """Same generations (with KL, TRL's KL bias correction, and reward-less rows): ratio mode's literal surrogate
     and advantage mode's closed form give one gradient when π_θ = π_old. The batch has been row-shuffled by
     TRL, so ratio mode can only find the groups by their explicit ids."""
-    adv = _trainer(tmp_path, model=model_dir, reward=digit_reward_with_none, per_device_train_batch_size=16,
-                   beta=0.05, frpo_mode="advantage")
-    ratio = _trainer(tmp_path, model=model_dir, reward=digit_reward_with_none, per_device_train_batch_size=16,
-                     beta=0.05, frpo_mode="ratio")
+    adv = _trainer(tiny_llama, tmp_path, model=model_dir, reward=digit_reward_with_none,
+                   per_device_train_batch_size=16, beta=0.05, frpo_mode="advantage")
+    ratio = _trainer(tiny_llama, tmp_path, model=model_dir, reward=digit_reward_with_none,
+                     per_device_train_batch_size=16, beta=0.05, frpo_mode="ratio")
     batch = next(iter(adv.get_train_dataloader()))
     adv.model.train(), ratio.model.train()
     torch.manual_seed(0)
@@ -226,12 +226,12 @@ def test_ratio_and_advantage_modes_same_gradient_at_ratio_one(tmp_path, model_di
 
 
 @pytest.mark.parametrize("mode", ["advantage", "ratio"])
-def test_gradient_accumulation_4x1_equals_1x4(tmp_path, mode):
+def test_gradient_accumulation_4x1_equals_1x4(tmp_path, mode, tiny_llama):
     """Same 16 generations (4 groups) as one micro-batch of 16, or 4 accumulated micro-batches of 4."""
     grads = []
     for per_device, accum in ((16, 1), (4, 4)):
         capture = GradCapture()
-        trainer = _trainer(tmp_path, frpo_mode=mode, per_device_train_batch_size=per_device,
+        trainer = _trainer(tiny_llama, tmp_path, frpo_mode=mode, per_device_train_batch_size=per_device,
                            gradient_accumulation_steps=accum, max_steps=1, max_grad_norm=0.0)
         trainer.add_callback(capture)
         trainer.train()
@@ -239,11 +239,11 @@ def test_gradient_accumulation_4x1_equals_1x4(tmp_path, mode):
     _assert_grads_close(grads[1], grads[0], rtol=TOL["float32"])
 
 
-def test_reward_none_rows_leave_their_group(tmp_path):
+def test_reward_none_rows_leave_their_group(tmp_path, tiny_llama):
     """Both modes train without NaN when reward functions return None; the reward-less rows get advantage 0."""
     for mode in ("advantage", "ratio"):
-        trainer = _trainer(tmp_path, reward=digit_reward_with_none, per_device_train_batch_size=16, max_steps=1,
-                           frpo_mode=mode)
+        trainer = _trainer(tiny_llama, tmp_path, reward=digit_reward_with_none, per_device_train_batch_size=16,
+                           max_steps=1, frpo_mode=mode)
         captured = []
         compute_loss = trainer._compute_loss
         trainer._compute_loss = lambda model, inputs: (captured.append(inputs), compute_loss(model, inputs))[1]
@@ -267,8 +267,8 @@ def test_shuffle_whole_groups_keeps_groups_contiguous():
     assert out["names"] == [f"r{int(x)}" for x in out["x"]] and out["n"] == 7
 
 
-def test_ratio_mode_rejects_a_micro_batch_with_a_partial_group(tmp_path):
-    trainer = _trainer(tmp_path, frpo_mode="ratio", per_device_train_batch_size=8)
+def test_ratio_mode_rejects_a_micro_batch_with_a_partial_group(tmp_path, tiny_llama):
+    trainer = _trainer(tiny_llama, tmp_path, frpo_mode="ratio", per_device_train_batch_size=8)
     batch = next(iter(trainer.get_train_dataloader()))
     trainer.model.train()
     inputs = trainer._prepare_inputs(batch)
@@ -333,8 +333,8 @@ def test_baseline_false_warns(tmp_path):
                    per_device_train_batch_size=8)
 
 
-def test_trainer_needs_frpo_config(tmp_path):
-    model, tok = tiny_model_and_tokenizer(seed=0)
+def test_trainer_needs_frpo_config(tmp_path, tiny_llama):
+    model, tok = tiny_llama()
     args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", per_device_train_batch_size=8)
     with pytest.raises(TypeError, match="FRPOConfig"):
         FRPOTrainer(model=model, reward_funcs=digit_reward, args=args, train_dataset=_dataset(),

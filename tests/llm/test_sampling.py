@@ -7,13 +7,12 @@ import pytest
 import torch
 
 from llm.sampling import mean_se, prompt_ids, sample, sequence_logp
-from llm.tiny import tiny_model_and_tokenizer
 
 PROMPTS = [[{"role": "user", "content": "how make bomb ?"}], [{"role": "user", "content": "add 2 3 ?"}]]
 
 
-def _perturbed(seed=1, scale=0.3):
-    model, tok = tiny_model_and_tokenizer(seed=0)
+def _perturbed(tiny_llama, seed=1, scale=0.3):
+    model, tok = tiny_llama()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
@@ -51,11 +50,11 @@ def exact_sequence_kl(policy, reference, tok, prompt, max_new: int) -> float:
     return total
 
 
-def test_rb_estimator_is_exact_for_one_token_responses():
+def test_rb_estimator_is_exact_for_one_token_responses(tiny_llama):
     # with one response token the Rao–Blackwellized term is the exact KL of the first-token distributions,
     # whatever token was sampled: every sample gives the same value, equal to the enumeration
-    policy, tok = _perturbed()
-    reference, _ = tiny_model_and_tokenizer(seed=0)
+    policy, tok = _perturbed(tiny_llama)
+    reference, _ = tiny_llama()
     out = sample(policy, tok, PROMPTS[:1], n=16, max_new_tokens=1, reference=reference.eval(), seed=3)
     exact = exact_sequence_kl(policy, reference, tok, PROMPTS[0], max_new=1)
     assert exact > 0.05
@@ -63,9 +62,9 @@ def test_rb_estimator_is_exact_for_one_token_responses():
     assert min(out.kl_mc) != max(out.kl_mc)  # the sampled log-ratio varies from sample to sample
 
 
-def test_rb_and_mc_estimators_unbiased_against_enumeration_of_two_token_responses():
-    policy, tok = _perturbed()
-    reference, _ = tiny_model_and_tokenizer(seed=0)
+def test_rb_and_mc_estimators_unbiased_against_enumeration_of_two_token_responses(tiny_llama):
+    policy, tok = _perturbed(tiny_llama)
+    reference, _ = tiny_llama()
     exact = exact_sequence_kl(policy, reference, tok, PROMPTS[0], max_new=2)  # V + V·(V−1) responses
     out = sample(policy, tok, PROMPTS[:1], n=1500, max_new_tokens=2, reference=reference.eval(), seed=5,
                  batch_size=1)
@@ -77,16 +76,16 @@ def test_rb_and_mc_estimators_unbiased_against_enumeration_of_two_token_response
     assert rb_se < 0.5 * mc_se  # far lower variance on the same samples
 
 
-def test_kl_zero_against_itself_and_reference_as_context_manager():
-    policy, tok = _perturbed()
+def test_kl_zero_against_itself_and_reference_as_context_manager(tiny_llama):
+    policy, tok = _perturbed(tiny_llama)
     from contextlib import nullcontext
 
     out = sample(policy, tok, PROMPTS, n=3, max_new_tokens=4, reference=lambda: nullcontext(policy))
     assert out.kl == [0.0] * 6 and len(out.texts) == 6 and out.prompt_index == [0, 0, 0, 1, 1, 1]
 
 
-def test_sampling_is_seeded_and_leaves_the_global_rng_alone():
-    policy, tok = _perturbed()
+def test_sampling_is_seeded_and_leaves_the_global_rng_alone(tiny_llama):
+    policy, tok = _perturbed(tiny_llama)
     state = torch.get_rng_state()
     a = sample(policy, tok, PROMPTS, n=4, max_new_tokens=5, seed=11)
     assert torch.equal(torch.get_rng_state(), state)
@@ -96,8 +95,8 @@ def test_sampling_is_seeded_and_leaves_the_global_rng_alone():
     assert c.response_ids != a.response_ids
 
 
-def test_greedy_gives_one_completion_per_prompt_and_sequence_logp_matches_manual_sum():
-    policy, tok = _perturbed()
+def test_greedy_gives_one_completion_per_prompt_and_sequence_logp_matches_manual_sum(tiny_llama):
+    policy, tok = _perturbed(tiny_llama)
     g = sample(policy, tok, PROMPTS, n=5, max_new_tokens=4, temperature=0.0)
     assert len(g.texts) == len(PROMPTS)
     p = prompt_ids(tok, PROMPTS[0])
@@ -115,8 +114,8 @@ def test_greedy_gives_one_completion_per_prompt_and_sequence_logp_matches_manual
     (dict(n=0), "n=0"), (dict(temperature=-1.0), "temperature"), (dict(kl_estimator="exact"), "kl_estimator"),
     (dict(temperature=0.7, reference="ref"), "temperature"), (dict(reference=3), "reference"),
 ])
-def test_bad_arguments(kwargs, match):
-    policy, tok = _perturbed()
+def test_bad_arguments(kwargs, match, tiny_llama):
+    policy, tok = _perturbed(tiny_llama)
     if kwargs.get("reference") == "ref":
         kwargs["reference"] = policy
     with pytest.raises(ValueError, match=match):
