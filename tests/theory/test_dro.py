@@ -227,6 +227,20 @@ def test_bracket_is_a_lower_bound(f, prob, rho, seed):
         assert fdiv_dual_objective(r, pi, rho, f, la, et, px) <= res.value + 1e-9
 
 
+def test_rho_at_the_budget_rounding_still_gives_the_min_value():
+    """Explore's case: argmin mass 1 − 4.1e-14 in one row, a constant row beside it, ρ 0.4% (8e-17) above the
+    budget 2.0e-14 — below the budget's float64 rounding. λ* lands on the interior side (0.113, not 0),
+    where Q is the argmin restriction to float precision, so the value is still E_x min r."""
+    r = np.array([[0.0] * 6 + [1.0], [0.0] * 7])
+    pi = np.array([[1.97836167e-01, 1.97836167e-01, 1.08191654e-02, 1.97836167e-01, 1.97836167e-01,
+                    1.97836167e-01, 4.06261520e-14], [1.0 / 6.5] * 6 + [0.5 / 6.5]])
+    pi = pi / pi.sum(axis=1, keepdims=True)
+    rho = argmin_budget("kl", r, pi, None) * 1.00390625
+    res = fdiv_dro_dual(r, pi, rho, "kl", None)
+    assert res.value == pytest.approx(0.0, abs=1e-15)
+    assert res.q[0, -1] < 1e-12 and res.q.sum(axis=1) == pytest.approx([1.0, 1.0], abs=1e-15)
+
+
 # ---------------------------------------------------------------------------------------------
 # edge cases (exact)
 # ---------------------------------------------------------------------------------------------
@@ -244,10 +258,14 @@ def test_rho_zero_is_mean(f, prob):
 @pytest.mark.parametrize("f", FS)
 @given(prob=problems(), extra=st.floats(1.0 + 1e-9, 10.0))
 def test_large_rho_is_min(f, prob, extra):
-    """Strictly above the threshold (at it, λ* -> 0 only logarithmically in the rounding slack)."""
+    """Strictly above the threshold (at it, λ* -> 0 only logarithmically in the rounding slack). "Strictly"
+    means by more than the budget's own rounding: π's entries near 1 carry ~1.1e-16 absolute error, so a
+    budget is known to ~1e-16; below that the dual may sit on either side (test_rho_at_the_budget_rounding)."""
     r, pi, px = prob
-    rho = argmin_budget(f, r, pi, px) * extra
+    budget = argmin_budget(f, r, pi, px)
+    rho = budget * extra
     assume(rho > 0)                                         # ρ = 0 is the mean case
+    assume(rho - budget > 1e-14)                            # clear of the budget's float64 rounding
     res = fdiv_dro_dual(r, pi, rho, f, px)
     assert res.lam == 0.0
     assert res.value == pytest.approx(min_value(r, pi, px), abs=1e-15 * (1 + np.abs(r).max()))
