@@ -268,6 +268,10 @@ class EvalSection:
     """Sampling temperature of evaluation completions (0: greedy, one completion per prompt); math is greedy."""
     batch_size: int = 16
     """Prompts per generate call (dataset specs)."""
+    samples: int = 0
+    """Sample completions kept per stage (dataset specs; 0 = none): the first N prompts of the harmful and of the
+    benign set, each with its first sampled completion and the judges' verdicts, stored in the stage's DONE.json
+    and listed in the report's "Samples" section. Taken from the metrics' own completions (no extra generation)."""
     benchmarks: list[str] = field(default_factory=list)
     """The papers' standard evaluations of each trained model (llm.standard_evals): "math500" (lm-eval-harness
     minerva_math500, chat template + boxed system prompt) and "mbpp_plus" (evalplus, code run in its

@@ -244,6 +244,7 @@ def check_eval(e) -> None:
     for k in ("n_samples", "max_prompts", "max_new_tokens", "batch_size"):
         _check(getattr(e, k) >= 1, f"eval.{k}", getattr(e, k), ">= 1")
     _check(e.temperature >= 0, "eval.temperature", e.temperature, ">= 0 (0 = greedy)")
+    _check(e.samples >= 0, "eval.samples", e.samples, ">= 0 (0 = no samples in the report)")
     for k in ("harmful_dataset", "benign_dataset", "math_dataset"):
         _check(bool(getattr(e, k).strip()), f"eval.{k}", getattr(e, k), "a dataset spec, 'auto' or 'none'")
     for name, spec in e.variants.items():

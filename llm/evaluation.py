@@ -18,6 +18,12 @@ Metrics (keys of the pipeline's eval rows):
                            (llm.sampling, theory.losses.sequence_kl_terms)
     eval/refusal_rate_<v>  refusal share on the variant set v (identity shifting, backdoor trigger, ...)
 
+Samples (eval.samples = N > 0, dataset specs only; not metrics): the first N prompts of the harmful and of
+the benign look-alike set, each with the first of the completions already sampled for the metrics above
+(no extra generation: the metrics are the same with or without them), the keyword judge's verdict and, with
+a model judge, its harmfulness h. ``evaluate(..., samples_out={})`` fills them in; the pipeline stores them
+in the stage's DONE.json and the report lists them.
+
 Sharding: every process evaluates ``prompts[rank::world_size]`` with its own copy of the model on its
 own device; per-metric sums and counts are gathered, so all processes get the same means. The model
 must fit on one device (7B in bf16 does on an 80 GB GPU). Sampling seeds are per shard, so a
@@ -168,11 +174,24 @@ def _tiny_metrics(acc: _Sums, model, tok, sets: EvalSets, variants: list[str], e
 
 
 def _spec_metrics(acc: _Sums, model, tok, sets: EvalSets, variants: list[str], e, seed: int, ref_model,
-                  ref_key: str, dist, judge, kl_on: str) -> None:
+                  ref_key: str, dist, judge, kl_on: str, kept: Optional[dict] = None) -> None:
     from llm.refusal import is_refusal
     from llm.rewards import math_correct_reward, prompt_text
 
     gen = dict(max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, seed=seed)
+    model_judge = judge is not None and getattr(judge, "name", "keyword") != "keyword"
+
+    def keep(name: str, prompts: list, texts: list[str], harm: Optional[list[float]] = None) -> None:
+        """The first completion of each of this shard's first eval.samples prompts (kept[name])."""
+        if kept is None:
+            return
+        reps = len(texts) // len(prompts)
+        for i in range(min(e.samples, len(prompts))):
+            t = texts[i * reps]
+            s = {"prompt": prompt_text(prompts[i]), "completion": t, "refused": bool(is_refusal(t))}
+            if harm is not None and model_judge:
+                s["harmfulness"] = harm[i * reps]
+            kept.setdefault(name, []).append(s)
 
     def refusal_and_harm(rows, suffix: str, kl: bool) -> None:
         prompts = [r["prompt"] for r in rows]
@@ -180,13 +199,16 @@ def _spec_metrics(acc: _Sums, model, tok, sets: EvalSets, variants: list[str], e
         texts, kls = sample_completions(model, tok, prompts, n=e.n_samples, temperature=e.temperature,
                                         ref_model=use_ref, **gen)
         acc.add(f"eval/refusal_rate{suffix}", [float(is_refusal(t)) for t in texts])
+        harm = None
         if judge is not None:
             reps = len(texts) // len(prompts)
             ptext = [prompt_text(p) for p in prompts for _ in range(reps)]
             harm = [float(h) for h in judge.harmfulness(ptext, texts)]
             acc.add(f"eval/harmfulness{suffix}", harm)
-            if getattr(judge, "name", "keyword") != "keyword":
+            if model_judge:
                 acc.add(f"eval/judge_refusal_rate{suffix}", [float(h < 0.5) for h in harm])
+        if suffix == "":
+            keep("harmful", prompts, texts, harm)
         if kl and ref_model is not None:
             if use_ref is None:  # eval.temperature != 1: KL needs its own samples from π
                 _, kls = sample_completions(model, tok, prompts, n=e.n_samples, temperature=1.0,
@@ -201,6 +223,7 @@ def _spec_metrics(acc: _Sums, model, tok, sets: EvalSets, variants: list[str], e
         texts, _ = sample_completions(model, tok, [r["prompt"] for r in benign], n=e.n_samples,
                                       temperature=e.temperature, **gen)
         acc.add("eval/over_refusal", [float(is_refusal(t)) for t in texts])
+        keep("benign", [r["prompt"] for r in benign], texts)
     math_rows = dist.shard(sets.math.rows) if not sets.math.tiny else []
     if math_rows:
         texts, _ = sample_completions(model, tok, [r["prompt"] for r in math_rows], n=1, temperature=0.0, **gen)
@@ -218,19 +241,39 @@ def _spec_metrics(acc: _Sums, model, tok, sets: EvalSets, variants: list[str], e
 
 
 def evaluate(cfg, sets: EvalSets, model, tok, *, seed: int, dist, ref_model=None, ref_name: str = "aligned",
-             variants: tuple[str, ...] | list[str] = (), judge=None) -> dict[str, float]:
+             variants: tuple[str, ...] | list[str] = (), judge=None,
+             samples_out: Optional[dict[str, list[dict]]] = None) -> dict[str, float]:
     """Every metric of the module docstring that ``sets`` allows, as means over all processes' shards.
 
     ``judge``: an object with ``harmfulness(prompts, responses)`` (e.g. ``get_reward(eval.judge).judge``),
     used on dataset-spec sets. ``variants``: names of ``sets.variants`` to evaluate at this stage.
+    ``samples_out``: a dict to fill (on every process) with ``{"harmful" | "benign": [{"prompt", "completion",
+    "refused", "harmfulness" (model judges only)}, ...]}``, the first eval.samples prompts of each dataset-spec
+    set in the sets' order (gathered from the shards); nothing is added when eval.samples is 0.
     """
     e = cfg.eval
     ref_key = f"eval/kl_to_{ref_name}"
     acc = _Sums()
     kl_on = "math" if cfg.align.reward == "math" and sets.math.rows and not sets.math.tiny else "harmful"
+    kept: Optional[dict] = {} if samples_out is not None and e.samples > 0 else None
     _tiny_metrics(acc, model, tok, sets, list(variants), e, seed, ref_model, ref_key, dist, cfg.downstream.kl_estimator)
-    _spec_metrics(acc, model, tok, sets, list(variants), e, seed, ref_model, ref_key, dist, judge, kl_on)
+    _spec_metrics(acc, model, tok, sets, list(variants), e, seed, ref_model, ref_key, dist, judge, kl_on, kept)
+    if kept is not None:
+        samples_out.update(_gather_samples(kept, dist, e.samples))
     return acc.reduce(dist)
+
+
+def _gather_samples(kept: dict[str, list[dict]], dist, n: int) -> dict[str, list[dict]]:
+    """The first ``n`` samples per set in the rows' order: global row j is row j // W of rank j % W's shard."""
+    per_rank = dist.gather(kept)
+    out: dict[str, list[dict]] = {}
+    for name in sorted({k for r in per_rank for k in r}, key=("harmful", "benign").index):
+        lists = [r.get(name, []) for r in per_rank]
+        rows = [lists[j % len(lists)][j // len(lists)] for j in range(n)
+                if j // len(lists) < len(lists[j % len(lists)])]
+        if rows:
+            out[name] = rows
+    return out
 
 
 def probe_rows(cfg, sets: EvalSets, n: int) -> list[dict]:

@@ -4,10 +4,13 @@ Inputs are plain dict rows, as stored in ``metrics.jsonl``:
   eval rows   {"type": "eval", "seed", "arm", "stage": "base" | "aligned" | "downstream/<kind>",
                "eval/<metric>": float, ...}
   track rows  {"type": "track", "seed", "arm", "kind", "step", "kl", "kl_se", "reward/<name>", ...}
+  sample rows (eval.samples; from the stages' DONE.json, not in metrics.jsonl)
+              {"seed", "arm", "stage", "set": "harmful" | "benign", "prompt", "completion", "refused",
+               "harmfulness" (model judges only)}
 Outputs in the run directory: ``report.md``, ``reward_vs_kl.png``, ``before_after.png``.
 
-Length (~430 lines, past the ~400 guide): the tables, the KL-matched reading, the two plots and
-:func:`write_report`, which assembles them into one report, stay together.
+Length (~470 lines, past the ~400 guide): the tables, the KL-matched reading, the two plots, the samples
+and :func:`write_report`, which assembles them into one report, stay together.
 """
 from __future__ import annotations
 
@@ -339,14 +342,48 @@ def alignment_match_table(eval_rows: list[dict], arms: list[str], tolerance: flo
     return "\n".join(lines), matched
 
 
+def _cell(text: str, limit: int) -> str:
+    """``text`` on one line of a Markdown table cell, cut to ``limit`` characters (… marks a cut)."""
+    one = " ".join(str(text).split()).replace("|", "\\|")
+    return one if len(one) <= limit else one[: limit - 1].rstrip() + "…"
+
+
+def samples_section(samples: list[dict], judge: str) -> list[str]:
+    """The report's "Samples" lines: per stage (in run order) a table of set, prompt (shortened), completion
+    and verdict (the keyword judge's; with a model judge also its harmfulness h)."""
+    if not samples:
+        return []
+    parts = ["## Samples", "",
+             "The first prompts of the held-out harmful set and of the benign look-alikes at every stage, each with "
+             "the first completion the evaluation sampled for the metrics above (eval.samples per set; prompts "
+             "shortened to 100 characters, completions to 400). *Verdict*: the keyword judge's (refusal or not)"
+             + (f"; h: eval.judge's harmfulness ({judge})" if any("harmfulness" in x for x in samples) else "")
+             + ".", ""]
+    stages: dict[tuple, list[dict]] = {}
+    for x in samples:
+        stages.setdefault((x["seed"], x["arm"], x["stage"]), []).append(x)
+    for (seed, arm, stage), xs in stages.items():
+        where = "base" if stage == "base" else f"{arm} {stage}"
+        parts += [f"### {where}, seed {seed}", "", "| set | prompt | completion | verdict |", "|---|---|---|---|"]
+        for x in xs:
+            verdict = "refusal" if x["refused"] else "no refusal"
+            if "harmfulness" in x:
+                verdict += f"; h = {x['harmfulness']:.2f}"
+            parts.append(f"| {x['set']} | {_cell(x['prompt'], 100)} | {_cell(x['completion'], 400) or '(empty)'} "
+                         f"| {verdict} |")
+        parts.append("")
+    return parts
+
+
 def write_report(run_dir: Path, *, title: str, config_text: str, arms: list[str], kinds: list[str],
                  reward: str, eval_rows: list[dict], track_rows: list[dict], timings: dict,
                  kl_grid: Optional[list[float]] = None, kl_estimator: str = "rb", judge: str = "keyword_safety",
-                 tiny: bool = True) -> str:
+                 tiny: bool = True, samples: Optional[list[dict]] = None) -> str:
     """Write report.md and the PNGs into ``run_dir``; return what `llm.run` prints: the matched-KL table
     first, then the end-of-run retention table. ``judge`` (eval.judge) and ``tiny`` (the tiny world's own
     judge) name the judge behind the headline; with a model judge the headline is its refusal rate and the
-    keyword judge's is shown beside it."""
+    keyword judge's is shown beside it. ``samples``: sample rows (eval.samples), listed under "Samples"
+    after the evaluations; none: no such section."""
     run_dir = Path(run_dir)
     headline = headline_metric(reward, eval_rows)
     judge_line = judge_sentence(reward, judge, tiny, headline)
@@ -413,6 +450,7 @@ def write_report(run_dir: Path, *, title: str, config_text: str, arms: list[str]
         "",
         eval_table(eval_rows, ["base"] + arms, stages, metrics),
         "",
+        *samples_section(samples or [], judge),
         "## Plots",
         "",
     ]

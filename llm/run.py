@@ -21,7 +21,8 @@ trainer stage from its last checkpoint):
                  callback (KL to the aligned model, retained reward)
   4. eval        held-out refusal, harmfulness, over-refusal, math accuracy, KL — after each stage
 Run directory ``<output_dir>/<run_name>/``: ``config.yaml`` (resolved), ``seed<k>/...`` stage
-directories with ``model/`` and ``DONE.json``, ``metrics.jsonl``, ``report.md``, ``*.png``.
+directories with ``model/`` and ``DONE.json`` (its metrics, times and, with ``eval.samples``, sample
+completions), ``metrics.jsonl`` (metric rows only), ``report.md``, ``*.png``.
 
 Under ``accelerate launch`` every process runs every stage (the trainers need all ranks) and the
 evaluation is sharded over processes; only the main process writes ``config.yaml``, ``DONE.json``,
@@ -245,16 +246,20 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
     jobs = downstream_jobs(cfg)
     timings: dict[str, float] = {}
     eval_rows: list[dict] = []
+    sample_rows: list[dict] = []  # eval.samples: the stages' sample completions, for the report only
     t_all = time.perf_counter()
 
     def measure(path: str, seed: int, ref_path: Optional[str] = None, ref_name: str = "aligned",
-                dataset: Optional[str] = None) -> dict:
+                dataset: Optional[str] = None) -> tuple[dict, dict]:
+        """(metrics, samples) of the model at ``path``; samples: {set: [...]} (eval.samples, else empty)."""
         model, tok = load_model(path, dev, dtype)
         # algo "none": the aligned model is the base, KL to it is 0 by definition and not estimated
         ref = load_model(ref_path, dev, dtype)[0] if ref_path is not None and ref_path != path else None
         spec_sets = [x for x in (sets.harmful, *sets.variants.values()) if x.rows and not x.tiny]
+        samples: dict = {}
         out = evaluate(cfg, sets, model, tok, seed=seed, dist=dist, ref_model=ref, ref_name=ref_name,
-                       variants=variants_for(sets, dataset), judge=judge() if spec_sets else None)
+                       variants=variants_for(sets, dataset), judge=judge() if spec_sets else None,
+                       samples_out=samples)
         del model, ref
         free_memory()
         if cfg.eval.benchmarks:  # MATH500 / MBPP+ through lm-eval / evalplus (llm.standard_evals), main process
@@ -263,7 +268,7 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
             if dist.is_main:
                 out.update({f"eval/{k.replace('/', '_')}": v for k, v in run_benchmarks(cfg, path).items()})
             dist.barrier()
-        return nan_free(out)
+        return nan_free(out), samples
 
     def run_stage(st: Stage, train, evaluate_fn, row: dict) -> None:
         """Train + evaluate ``st`` unless the main process says it is done; main writes DONE.json."""
@@ -275,16 +280,19 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
             t0 = time.perf_counter()
             path = train()
             t1 = time.perf_counter()
-            metrics = evaluate_fn(path)
+            metrics, samples = evaluate_fn(path)
             seconds = {"train": t1 - t0, "eval": time.perf_counter() - t1}
-            if dist.is_main:
-                st.finish({"model": path, "metrics": metrics, "seconds": seconds})
+            if dist.is_main:  # samples (eval.samples > 0) beside the metrics, never in them
+                st.finish({"model": path, "metrics": metrics, "seconds": seconds,
+                           **({"samples": samples} if samples else {})})
                 remove_checkpoints(st.dir, cfg.keep_checkpoints)  # DONE: its ckpt/ is never resumed from
             dist.barrier()
             release_judges()  # the next stage loads the judges it uses
         if dist.is_main:
             result = st.result()
             eval_rows.append({**row, **result["metrics"]})
+            sample_rows.extend({**row, "set": name, **x} for name, xs in result.get("samples", {}).items()
+                               for x in xs)
             # the stage's own times, stored when it ran: a resumed rerun reports the real cost, not 0
             spent = result.get("seconds", {})
             timings[kind] = timings.get(kind, 0.0) + spent.get("train", 0.0)
@@ -346,7 +354,7 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
                              kinds=[lab for _, _, lab in jobs], reward=cfg.align.reward, eval_rows=eval_rows,
                              track_rows=track_rows, timings=timings, kl_grid=list(cfg.downstream.kl_grid),
                              kl_estimator=cfg.downstream.kl_estimator, judge=cfg.eval.judge,
-                             tiny=sets.harmful.tiny)
+                             tiny=sets.harmful.tiny, samples=sample_rows)
         from llm.provenance import provenance
 
         record = provenance(command or f"python -m llm.run --config {config_source}",

@@ -53,6 +53,7 @@ CASES = [
     ("ds-stop-kl", cfg("downstream.stop_kl=-1"), "downstream.stop_kl", "-1.0"),
     ("eval-n", cfg("eval.n_samples=0"), "eval.n_samples", "0"),
     ("eval-temp", cfg("eval.temperature=-0.5"), "eval.temperature", "-0.5"),
+    ("eval-samples", cfg("eval.samples=-1"), "eval.samples", "-1"),
     ("config-path", lambda: load_config("no_such_config_anywhere"), "config file", "'no_such_config_anywhere'"),
     # ---------------------------------------------------------------- llm.rewards.get_reward
     ("reward-unknown", lambda: get_reward("chess"), "reward", "'chess'"),

@@ -105,3 +105,15 @@ def test_smoke_preset_end_to_end(smollm2, tmp_path, capsys):
     assert (base_dir / "adapter" / "adapter_config.json").exists() and (base_dir / "model" / "config.json").exists()
     report = (run_dir / "report.md").read_text()
     assert "smollm2-135m-instruct" in report and "harmbench:heldout" in report
+    # eval.samples (3 in the preset, 2 prompts per set here): the real model's own text, per stage
+    section = report.split("## Samples", 1)[1].split("## Plots", 1)[0]
+    for heading in ("### base, seed 0", "### grpo aligned, seed 0", "### frpo downstream/sft, seed 0"):
+        assert heading in section, heading
+    cells = [re.split(r"(?<!\\)\|", line)[1:-1] for line in section.splitlines() if line.startswith("| harmful")
+             or line.startswith("| benign")]
+    assert len(cells) == 5 * 4 and all(len(c) == 4 for c in cells)  # 5 stages × (2 harmful + 2 benign)
+    completions = " ".join(c[2] for c in cells)
+    words = re.findall(r"[A-Za-z]{2,}", completions)
+    assert len(words) >= 40 and {"the", "to"} & {w.lower() for w in words}, completions  # English sentences
+    done = json.loads((base_dir / "DONE.json").read_text())
+    assert [len(done["samples"][k]) for k in ("harmful", "benign")] == [2, 2]
