@@ -396,3 +396,9 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
 def dump_config(cfg: RunConfig) -> str:
     """The resolved config as YAML (what the run directory stores as ``config.yaml``)."""
     return dump_yaml(to_dict(cfg))
+
+
+def shared_base_seed(cfg: RunConfig) -> Optional[int]:
+    """base.seed when one base serves every seed (the tiny world's pretrained model or a real model's warm
+    start; its stage directory is ``<run>/base``), else None (a base per seed, ``<run>/seed<k>/base``)."""
+    return cfg.base.seed if (cfg.base.model == "tiny-world" or cfg.base.sft_dataset) else None

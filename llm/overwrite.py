@@ -27,7 +27,8 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from llm.config import ConfigError, RunConfig, downstream_for, downstream_jobs, load_config, to_dict
+from llm.config import (ConfigError, RunConfig, downstream_for, downstream_jobs, load_config, shared_base_seed,
+                        to_dict)
 
 #: top-level keys that change no stage's model or metrics
 NOT_STAGE_KEYS = ("run_name", "output_dir", "seeds", "report_to", "keep_checkpoints", "ddp_timeout")
@@ -47,7 +48,6 @@ def stage_fingerprints(cfg: RunConfig) -> dict[str, dict[str, str]]:
     arms = {a["name"]: a for a in d["align"]["arms"]}
     tracker_keys = {k: d["downstream"][k] for k in ("probe_prompts", "probe_samples", "kl_estimator")}
     out: dict[str, dict[str, str]] = {}
-    from llm.run import shared_base_seed
 
     shared = shared_base_seed(cfg) is not None  # one base for every seed, at <run>/base
     if shared:

@@ -41,7 +41,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from llm.config import ConfigError, RunConfig, downstream_for, downstream_jobs, dump_config, load_config
+from llm.config import (ConfigError, RunConfig, downstream_for, downstream_jobs, dump_config, load_config,
+                        shared_base_seed)
 from llm.dist import Dist
 from llm.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from llm.preflight import check_specs, load_accelerate_config
@@ -77,12 +78,6 @@ def needs_world(cfg: RunConfig) -> bool:
     specs = [cfg.align.dataset, *cfg.downstream.datasets, cfg.eval.harmful_dataset, cfg.eval.benign_dataset,
              cfg.eval.math_dataset, *cfg.eval.variants.values()]
     return cfg.base.model == "tiny-world" or any(s.startswith("tiny-world:") for s in specs)
-
-
-def shared_base_seed(cfg: RunConfig) -> Optional[int]:
-    """base.seed when one base serves every seed (the tiny world's pretrained model or a real model's warm
-    start; its stage directory is ``<run>/base``), else None (a base per seed, ``<run>/seed<k>/base``)."""
-    return cfg.base.seed if (cfg.base.model == "tiny-world" or cfg.base.sft_dataset) else None
 
 
 def _tracker_factory(cfg: RunConfig, sets, dataset: str, seed: int, jsonl: Path, rt: Runtime):

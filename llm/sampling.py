@@ -123,13 +123,16 @@ def _eos_ids(model, tokenizer) -> list[int]:
 
 
 @contextmanager
-def _eval(model):
-    was = model.training
-    model.eval()
+def eval_mode(*models):
+    """Put models in eval mode and restore each one's previous mode afterwards."""
+    modes = [m.training for m in models]
     try:
+        for m in models:
+            m.eval()
         yield
     finally:
-        model.train(was)
+        for m, mode in zip(models, modes):
+            m.train(mode)
 
 
 Reference = Any  # a model, or a zero-argument callable returning a context manager that yields one
@@ -182,7 +185,7 @@ def sample(model, tokenizer, prompts: Sequence[Any], *, n: int = 1, max_new_toke
                          f"one, got {type(reference).__name__}")
     out = Samples(kl_estimator=kl_estimator)
     prompts = list(prompts)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), _eval(model):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), eval_mode(model):
         torch.manual_seed(seed)
         for s in range(0, len(prompts), batch_size):
             ids_list = [prompt_ids(tokenizer, p) for p in prompts[s: s + batch_size]]

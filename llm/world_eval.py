@@ -10,14 +10,13 @@ and :func:`final_number_reward`.
 """
 from __future__ import annotations
 
-import contextlib
 import re
 
 import torch
 
 from llm.refusal import is_refusal
 from llm.rewards import _column, completion_text, keyword_safety_reward
-from llm.sampling import messages, sample
+from llm.sampling import eval_mode, messages, sample
 
 
 def _prompt_batch(tokenizer, prompts):
@@ -27,19 +26,6 @@ def _prompt_batch(tokenizer, prompts):
     if tokenizer.padding_side != "left":
         raise ValueError(f"tokenizer.padding_side={tokenizer.padding_side!r}; the evaluators need 'left'.")
     return enc["input_ids"], enc["attention_mask"]
-
-
-@contextlib.contextmanager
-def _eval_mode(*models):
-    """Put models in eval mode and restore each one's previous mode afterwards."""
-    modes = [m.training for m in models]
-    try:
-        for m in models:
-            m.eval()
-        yield
-    finally:
-        for m, mode in zip(models, modes):
-            m.train(mode)
 
 
 def _forward(model, ids, attn):
@@ -52,7 +38,7 @@ def _forward(model, ids, attn):
 def first_token_probs(model, tokenizer, prompts) -> torch.Tensor:
     """Distribution of the first response token, π(y_1 | x): ``(N, V)`` probabilities."""
     ids, attn = _prompt_batch(tokenizer, prompts)
-    with _eval_mode(model):
+    with eval_mode(model):
         return torch.softmax(_forward(model, ids, attn)[:, -1], dim=-1)
 
 
