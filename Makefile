@@ -7,12 +7,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_JOBS ?=
 
-.PHONY: run test test-slow test-all bench claims results results-real clean-venv help
+.PHONY: run test test-slow test-evals test-all bench claims results results-real clean-venv help
 
 help:
 	@echo "make run        the main job on the embedded default (tiny world: align -> fine-tune -> eval)"
 	@echo "make test       the default test suite (< 10 min on 2 CPU cores)"
 	@echo "make test-slow  the slow checks only (marked @pytest.mark.slow)"
+	@echo "make test-evals installs the [evals] extra (lm-eval, evalplus) and runs the MATH500 / MBPP+ tests"
 	@echo "make claims     the claims ledger: python -m theory.claims"
 	@echo "make bench      the benchmark scripts (numbers go in the README)"
 	@echo "make results    rerun the tiny-world presets and regenerate the README's results block (~1 h)"
@@ -45,6 +46,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+# The papers' standard evaluations need the optional [evals] extra, which `make test` does not install.
+test-evals: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,evals]"
+	$(BIN)/python -m pytest -m "" tests/llm/test_standard_evals.py
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m ""
