@@ -136,7 +136,7 @@ def attach_tracker_reference(trainer, tracker, aligned_path: str, device, dtype:
             ref = ref.module
         how = "shared"  # an FSDP-wrapped reference stays wrapped: its forward gathers the shards
     else:
-        from llm.stages import load_model
+        from llm.trainkit import load_model
 
         ref = load_model(aligned_path, device, dtype)[0]
         how = "loaded"

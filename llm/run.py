@@ -180,16 +180,8 @@ def run(cfg: RunConfig, *, config_source: str = "defaults", overwrite: bool = Fa
     from llm.memfix import remove_checkpoints
     from llm.judges import release_judges
     from llm.runtime import resolve_runtime
-    from llm.stages import (
-        free_memory,
-        get_reward_cached,
-        load_model,
-        nan_free,
-        preflight_data,
-        stage_align,
-        stage_base,
-        stage_downstream,
-    )
+    from llm.stages import get_reward_cached, nan_free, preflight_data, stage_align, stage_base, stage_downstream
+    from llm.trainkit import free_memory, load_model
     from llm.world import WorldConfig, build_world
 
     check_specs(cfg)  # a placeholder path of a recipe fails here, before any training

@@ -29,15 +29,7 @@ def safety_warmstart(cfg: RunConfig, base_path: str, seed: int, out: Path, dist,
     from trl import SFTConfig, SFTTrainer
 
     from llm.data import dataset_rows
-    from llm.stages import (
-        _lora,
-        _resume_point,
-        _to_dataset,
-        free_memory,
-        load_tokenizer,
-        save_trained,
-        trainer_args,
-    )
+    from llm.trainkit import _lora, _resume_point, _to_dataset, free_memory, load_tokenizer, save_trained, trainer_args
 
     b = cfg.base
     stage_dir = Path(out).parent

@@ -13,7 +13,7 @@ import pytest
 
 from llm.config import ConfigError, load_config
 from llm.run import main
-from llm.stages import last_checkpoint
+from llm.trainkit import last_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["seeds=[0]", "base.pretrain_steps=40", "align.steps=2", "align.prompts_per_step=2",

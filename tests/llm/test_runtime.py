@@ -10,6 +10,7 @@ import torch
 
 import llm.runtime as R
 import llm.stages as S
+import llm.trainkit as K
 from llm.config import ConfigError, load_config
 from llm.dist import Dist
 from llm.run import run
@@ -60,7 +61,7 @@ def test_trainer_args_read_the_runtime_not_the_config(tmp_path):
     """trainer_args maps the Runtime it is given (here bf16 on, bfloat16, although the config says cpu / auto)."""
     cfg = load_config("default", ["device=cpu"])
     rt = Runtime(use_cpu=True, bf16=True, dtype="bfloat16", device=torch.device("cpu"))
-    args = S.trainer_args(cfg, rt, tmp_path, 0, steps=2, epochs=1.0, learning_rate=1e-3, warmup_ratio=0.0,
+    args = K.trainer_args(cfg, rt, tmp_path, 0, steps=2, epochs=1.0, learning_rate=1e-3, warmup_ratio=0.0,
                           grad_accum=1, grad_ckpt=False, save_every=None)
     assert (args["use_cpu"], args["bf16"], args["model_init_kwargs"]) == (True, True, {"dtype": "bfloat16"})
 

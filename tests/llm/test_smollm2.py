@@ -35,7 +35,7 @@ def test_model_asset_is_a_loadable_llama(smollm2):
     import torch
     from transformers import AutoConfig
 
-    from llm.stages import load_model
+    from llm.trainkit import load_model
 
     cfg = AutoConfig.from_pretrained(smollm2)
     assert cfg.model_type == "llama" and cfg.vocab_size == 49152 and cfg.num_hidden_layers == 30
